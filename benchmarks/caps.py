@@ -21,30 +21,49 @@ from pathlib import Path
 import torch
 
 import capgen
-from capgen.caps import Cap, log_area_fraction, sample_cap_distance, sample_in_cap
+from capgen.caps import Cap, cap_distance_cdf, sample_cap_distance, sample_in_cap
 from capgen.sphere import sample_uniform
 
 
 class BucketTable:
-    "The reference approach: the density of the height `h = x·axis` on `n` equally spaced buckets of [-1, 1]."
+    """The reference approach: the density of the height `h = x·axis` on `n` equally spaced buckets of [-1, 1].
+
+    Built here at its best: log-densities in float64 and each cap's CDF normalised in log space, so no bucket
+    underflows (a float32 softmax over the whole sphere, e^-257 at 768-d and d_max = 0.3, would leave small
+    caps empty); what remains is the error of the buckets themselves."""
 
     def __init__(self, d: int, n: int = 8192):
         h = torch.linspace(-1, 1, n, dtype=torch.float64)
-        logits = (d - 3) / 2 * torch.log1p(-h * h)  # area of the band at height h, per unit height
-        logits[0] = logits[-1] = -math.inf
+        self.logits = (d - 3) / 2 * torch.log1p(-h * h)  # area of the band at height h, per unit height
+        self.logits[0] = self.logits[-1] = -math.inf
         self.h, self.n = h, n
-        self.cum = torch.cumsum(torch.softmax(logits.float(), 0).double(), 0)
+
+    def cap_cdf(self, d_max: float) -> tuple[int, torch.Tensor]:
+        "Index of the last bucket inside the cap (h <= d_max - 1), and the table's CDF at buckets 0..last."
+        last = int(math.floor(d_max / 2 * (self.n - 1)))
+        kept = self.logits[: last + 1]
+        cum = torch.cumsum(torch.exp(kept - kept.max()), 0) if last > 0 else torch.ones(1, dtype=torch.float64)
+        return last, cum / cum[-1]
 
     def sample_distance(self, d_max: float, k: int, generator=None) -> torch.Tensor:
         "Cosine distances `u = 1 + h` of `k` points in the cap of size `d_max` placed at the pole h = -1."
-        last = int(math.floor(d_max / 2 * (self.n - 1)))  # buckets with h <= d_max - 1
-        cum = self.cum[: last + 1]
-        r = torch.rand(k, generator=generator, dtype=torch.float64) * cum[-1]
-        i = torch.searchsorted(cum, r).clamp(max=last)
-        lo = torch.where(i > 0, cum[(i - 1).clamp(min=0)], torch.zeros_like(r))
-        frac = ((r - lo) / (cum[i] - lo).clamp_min(1e-300)).clamp(0, 1)
-        h_lo = torch.where(i > 0, self.h[(i - 1).clamp(min=0)], self.h[0])
-        return 1 + h_lo + frac * (self.h[i] - h_lo)
+        last, cum = self.cap_cdf(d_max)
+        if last == 0:                                     # the cap is smaller than one bucket: only its centre
+            return torch.zeros(k, dtype=torch.float64)
+        r = torch.rand(k, generator=generator, dtype=torch.float64)
+        i = torch.searchsorted(cum, r).clamp(1, last)     # bucket 0 has probability 0
+        frac = ((r - cum[i - 1]) / (cum[i] - cum[i - 1]).clamp_min(1e-300)).clamp(0, 1)
+        return 1 + self.h[i - 1] + frac * (self.h[i] - self.h[i - 1])
+
+    def cdf_error(self, d: int, d_max: float, per_bucket: int = 16) -> float:
+        "Exact sup distance between the table's CDF (linear within buckets) and the true one: no sampling noise."
+        last, cum = self.cap_cdf(d_max)
+        if last == 0:
+            return 1.0                                    # all mass at u = 0, where the true CDF is 0
+        t = torch.linspace(0, 1, per_bucket + 1, dtype=torch.float64)[:, None]
+        u = 1 + self.h[:last] + t * (self.h[1 : last + 1] - self.h[:last])
+        table = cum[:-1] + t * (cum[1:] - cum[:-1])
+        return float((table - cap_distance_cdf(d, d_max, u)).abs().max())
 
 
 def table_points(table: BucketTable, center: torch.Tensor, d_max: float, k: int, generator=None):
@@ -59,8 +78,8 @@ def table_points(table: BucketTable, center: torch.Tensor, d_max: float, k: int,
 
 def ks_distance(d: int, d_max: float, u: torch.Tensor) -> float:
     "Sup distance between the empirical CDF of `u` and the exact CDF of the cosine distance in the cap."
-    u = torch.sort(u.double().clamp(0, d_max)).values
-    cdf = torch.exp(log_area_fraction(d, u) - log_area_fraction(d, d_max))
+    u = torch.sort(u.double()).values
+    cdf = cap_distance_cdf(d, d_max, u)
     k = u.numel()
     hi = torch.arange(1, k + 1, dtype=torch.float64) / k
     return float(torch.maximum(hi - cdf, cdf - (hi - 1 / k)).max())
@@ -99,8 +118,8 @@ def main(argv=None):
         t_tab = best_time(lambda: table_points(table, center, v, n, generator=g), args.repeats)
         ks_cap = ks_distance(d, v, sample_cap_distance(d, torch.full((args.n_ks,), v, dtype=torch.float64), g))
         ks_tab = ks_distance(d, v, table.sample_distance(v, args.n_ks, g))
-        outside = int((~cap.contains(table_points(table, center, v, args.n_ks, generator=g))).sum())
-        rows.append((v, n / t_cap, n / floor, t_cap / floor, n / t_tab, ks_cap, ks_tab, outside))
+        err_tab = table.cdf_error(d, v)
+        rows.append((v, n / t_cap, n / floor, t_cap / floor, n / t_tab, ks_cap, ks_tab, err_tab))
         print(f"d_max={v:g}: sample_in_cap {t_cap / floor:.2f}x floor, KS {ks_cap:.2e} vs table {ks_tab:.2e}", flush=True)
 
     lines = [
@@ -111,16 +130,19 @@ def main(argv=None):
         f"Python {platform.python_version()}, torch {torch.__version__}, capgen {capgen.__version__}.",
         "",
         "| d_max | sample_in_cap (pts/s) | floor: uniform on sphere (pts/s) | sample_in_cap / floor time "
-        "| 8192-bucket table (pts/s) | KS sample_in_cap | KS table | table points outside cap |",
+        "| 8192-bucket table (pts/s) | KS sample_in_cap | KS table | table CDF error (exact) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for v, r_cap, r_floor, ratio, r_tab, ks_cap, ks_tab, outside in rows:
+    for v, r_cap, r_floor, ratio, r_tab, ks_cap, ks_tab, err_tab in rows:
         lines.append(f"| {v:g} | {r_cap:,.0f} | {r_floor:,.0f} | {ratio:.2f}x | {r_tab:,.0f} "
-                     f"| {ks_cap:.2e} | {ks_tab:.2e} | {outside} |")
+                     f"| {ks_cap:.2e} | {ks_tab:.2e} | {err_tab:.2e} |")
     worst = max(r[3] for r in rows)
-    lines += ["", f"Goal: within 1.5x of the floor — worst ratio {worst:.2f}x "
-              f"({'met' if worst <= 1.5 else 'NOT met'}); more accurate than the table: "
-              f"{sum(r[5] < r[6] for r in rows)} of {len(rows)} sizes."]
+    passed = sum(r[5] < crit for r in rows)
+    lines += ["", f"Speed goal, within 1.5x of the floor: worst ratio {worst:.2f}x ({'met' if worst <= 1.5 else 'NOT met'}). "
+              f"Accuracy: sample_in_cap is exact, its KS distance is sampling noise (below the 1% critical value at "
+              f"{passed} of {len(rows)} sizes); the table's own CDF is off by {min(r[7] for r in rows):.1e} to "
+              f"{max(r[7] for r in rows):.1e} (exact, from its buckets), so it is less accurate at every size where "
+              f"that error exceeds the noise: {sum(r[7] > r[5] for r in rows)} of {len(rows)}."]
     text = "\n".join(lines) + "\n"
     print()
     print(text)

@@ -1,0 +1,62 @@
+"""The docs pages: every notebook executes and renders to HTML with its figures (Quarto's stand-in here)."""
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from nbconvert import HTMLExporter
+
+import run_nbs
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS = ROOT / "nbs"
+MIN_FIGURES = {"00_sphere": 1, "01_caps": 3}   # pages whose prose refers to pictures
+
+
+def image_outputs(nb) -> int:
+    return sum("image/png" in out.get("data", {}) for c in nb.cells if c.cell_type == "code" for out in c.outputs)
+
+
+def test_quarto_config_is_real():
+    quarto = yaml.safe_load((NBS / "_quarto.yml").read_text())
+    assert quarto["project"]["type"] == "website"
+    for name in quarto["metadata-files"]:
+        assert (NBS / name).exists(), name
+    assert yaml.safe_load((NBS / "nbdev.yml").read_text())["project"]["output-dir"] == "_docs"
+    assert (NBS / "styles.css").exists()
+
+
+def test_sidebar_lists_every_page():
+    def entries(items):
+        for it in items:
+            yield from entries(it["contents"]) if isinstance(it, dict) else [it]
+    sidebar = yaml.safe_load((NBS / "sidebar.yml").read_text())["website"]["sidebar"]["contents"]
+    assert sorted(entries(sidebar)) == [p.name for p in run_nbs.pages()]
+
+
+@pytest.mark.parametrize("page", run_nbs.pages(), ids=lambda p: p.stem)
+def test_committed_page_carries_its_outputs(page):
+    "Quarto renders the committed notebooks: they must hold their figures and their recorded results."
+    nb = nbformat.read(page, as_version=4)
+    assert image_outputs(nb) >= MIN_FIGURES.get(page.stem, 0)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    if page.stem == "01_caps":
+        outputs = json.dumps([c.outputs for c in nb.cells if c.cell_type == "code"])
+        assert "sample_in_cap / floor" in outputs, "benchmark table missing from the caps page"
+
+
+@pytest.mark.parametrize("page", run_nbs.pages(), ids=lambda p: p.stem)
+def test_page_executes_and_renders(page, tmp_path):
+    nb = run_nbs.execute(page, skip_flags=("slow", "cuda"), in_test=True)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    html = tmp_path / f"{page.stem}.html"
+    html.write_text(body, encoding="utf-8")
+    assert html.stat().st_size > 0
+    title = next(c.source for c in nb.cells if c.cell_type == "markdown").splitlines()[0].lstrip("# ").strip()
+    assert title in body
+    n_img = len(re.findall(r'<img[^>]+src="data:image/png;base64,', body))
+    assert n_img == image_outputs(nb) >= MIN_FIGURES.get(page.stem, 0), (n_img, image_outputs(nb))
+    assert "Traceback" not in body
