@@ -284,33 +284,42 @@ def cap_outline(cap: Cap, n: int = 200) -> Tensor:
     return (1 - u) * mu + torch.sqrt(u * (2 - u)) * (torch.cos(phi) * a + torch.sin(phi) * b)
 
 
-def plot_cap_samples(sizes=(0.05, 0.3, 1.0, 1.7), n: int = 600, d_hist: int = 768, seed: int = 0):
-    "Figure: samples in caps of several sizes on S², and the distance histogram of samples in `d_hist`-d against the exact density."
+def plot_cap_samples(sizes=(0.05, 0.3, 1.0, 1.7), n: int = 800, d_hist: int = 768, hist_sizes=(0.3, 0.7, 1.0),
+                     seed: int = 0):
+    """Figure: uniform samples in caps of each of `sizes` on S² (top), and histograms of the cosine distance of
+    samples in `d_hist`-d caps of each of `hist_sizes` against the exact density (bottom)."""
     import matplotlib.pyplot as plt
     from capgen.sphere import sphere_axes
     g = torch.Generator().manual_seed(seed)
-    fig = plt.figure(figsize=(11, 4.5))
-    ax = sphere_axes(fig.add_subplot(1, 2, 1, projection="3d"), elev=15, azim=40)
-    centers = normalize(torch.tensor([[0.3, -0.6, 0.75], [0.8, 0.5, 0.3], [-0.5, 0.6, 0.5], [0.1, 0.2, -1.0]]))
-    for i, (c, v) in enumerate(zip(centers, sizes)):
-        cap = Cap(c, v)
-        x = sample_in_cap(cap, n, generator=g)
-        ax.scatter(*x.T, s=2, color=f"C{i}", label=f"$d_{{max}}$ = {v}")
-        ax.plot(*cap_outline(cap).T, color=f"C{i}", lw=1.5)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title("uniform samples in caps on $S^2$")
-    ax2 = fig.add_subplot(1, 2, 2)
+    fig = plt.figure(figsize=(12, 6.6))
+    grid = fig.add_gridspec(2, 12, height_ratios=(1.15, 1))
+    elev, azim = 20, 30
+    toward_viewer = normalize(torch.tensor([math.cos(math.radians(elev)) * math.cos(math.radians(azim)),
+                                            math.cos(math.radians(elev)) * math.sin(math.radians(azim)),
+                                            math.sin(math.radians(elev)) + 0.3]))
+    width = 12 // len(sizes)
+    for i, v in enumerate(sizes):
+        ax = sphere_axes(fig.add_subplot(grid[0, i * width : (i + 1) * width], projection="3d"), elev=elev, azim=azim)
+        cap = Cap(toward_viewer, v)
+        ax.scatter(*sample_in_cap(cap, n, generator=g).T, s=1.5, color=f"C{i}", depthshade=False)
+        ax.plot(*cap_outline(cap).T, color="k", lw=1)
+        ax.set_title(f"$d_{{max}}$ = {v:g} on $S^2$", fontsize=10)
     a = (d_hist - 1) / 2
+    width = 12 // len(hist_sizes)
     mu = sample_uniform(1, d_hist, generator=g)[0]
-    for i, v in enumerate((0.3, 0.7, 1.0)):
-        dist = Cap(mu, v).distance(sample_in_cap(Cap(mu, v), 20_000, generator=g))
-        ax2.hist(dist.numpy(), bins=60, density=True, alpha=0.5, color=f"C{i}", label=f"samples, $d_{{max}}$ = {v}")
-        t = torch.linspace(max(0.0, v - 0.15), v, 300, dtype=torch.float64)
+    for i, v in enumerate(hist_sizes):
+        ax = fig.add_subplot(grid[1, i * width : (i + 1) * width])
+        cap = Cap(mu, v)
+        dist = cap.distance(sample_in_cap(cap, 20_000, generator=g))
+        lo = float(dist.quantile(0.001))
+        ax.hist(dist.numpy(), bins=50, range=(lo, v), density=True, color=f"C{i}", alpha=0.6, label="samples")
+        t = torch.linspace(lo, v, 300, dtype=torch.float64)
         log_pdf = (a - 1) * torch.log(t * (2 - t)) - log_area_fraction(d_hist, v) - math.log(2) - _log_beta(a, a) - (2 * a - 2) * math.log(2)
-        ax2.plot(t, torch.exp(log_pdf), color=f"C{i}", lw=1.5)
-    ax2.set_xlabel("cosine distance from the centre"); ax2.set_ylabel("density")
-    ax2.set_title(f"{d_hist}-d caps: samples (bars) vs exact density (lines)")
-    ax2.legend(fontsize=8)
+        ax.plot(t, torch.exp(log_pdf), color="k", lw=1.2, label="exact density")
+        ax.set_title(f"{d_hist}-d cap, $d_{{max}}$ = {v:g}", fontsize=10)
+        ax.set_xlabel("cosine distance from the centre")
+        if i == 0:
+            ax.set_ylabel("density"); ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 

@@ -126,7 +126,8 @@ def sphere_axes(ax=None, figsize=(5, 5), elev=20, azim=30):
         ax = plt.figure(figsize=figsize).add_subplot(projection="3d")
     u, v = torch.meshgrid(torch.linspace(0, 2 * math.pi, 40), torch.linspace(0, math.pi, 20), indexing="ij")
     ax.plot_wireframe(torch.cos(u) * torch.sin(v), torch.sin(u) * torch.sin(v), torch.cos(v), color="0.85", lw=0.4)
-    ax.set_box_aspect((1, 1, 1))
+    ax.set(xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1))
+    ax.set_box_aspect((1, 1, 1), zoom=1.35)
     ax.view_init(elev=elev, azim=azim)
     ax.set_axis_off()
     return ax
