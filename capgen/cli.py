@@ -44,7 +44,6 @@ def demo(out: str | Path = "capgen-demo", d: int = 768, n: int = 100_000, sizes=
          progress: bool = True) -> list[dict]:
     "Sample `n` points in caps of each size in `sizes` on $S^{d-1}$, check them, write `caps.md` and `caps.png` to `out`."
     from fastprogress.fastprogress import progress_bar
-    import matplotlib
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"`n` must be a positive integer, got {n!r}")
     if not len(sizes):
@@ -64,8 +63,6 @@ def demo(out: str | Path = "capgen-demo", d: int = 768, n: int = 100_000, sizes=
         rows.append(dict(d_max=v, log_area_fraction=float(log_area_fraction(d, v)), n=n,
                          inside=int(cap.contains(x).sum()), ks_statistic=ks, ks_pvalue=p, points_per_s=n / seconds))
         (out / "caps.md").write_text(_demo_table(rows, d))   # written as it goes: an interrupted run keeps its rows
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig = plot_cap_samples(d_hist=d, seed=seed)
     fig.savefig(out / "caps.png", dpi=110)
