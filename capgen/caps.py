@@ -230,23 +230,23 @@ def _check_n(n) -> int:
     return n
 
 
-def _gaussian_with_projection(center: Tensor, shape, generator=None) -> tuple[Tensor, Tensor, Tensor]:
-    "Normal vectors `g (*shape, d)`, their components `g·μ` along `center`, and their squared norms (float64)."
-    g = torch.randn(*shape, center.shape[-1], generator=generator, dtype=center.dtype, device=center.device)
-    return g, (g * center).sum(-1).double(), torch.linalg.vector_norm(g, dim=-1).double() ** 2
+def _gaussians(center: Tensor, n: int, generator=None) -> tuple[Tensor, Tensor, Tensor]:
+    "`n` normal vectors per unit `center (B, d)`: `g (B, n, d)`, their components `g·μ` and squared norms (float64)."
+    g = torch.randn(center.shape[0], n, center.shape[-1], generator=generator, dtype=center.dtype, device=center.device)
+    gc = (g @ center.unsqueeze(-1)).squeeze(-1).double()
+    return g, gc, torch.linalg.vector_norm(g, dim=-1).double() ** 2
 
 
 def _points_at_distance(center: Tensor, u: Tensor, generator=None) -> Tensor:
     "Points at cosine distance `u (B, n)` from unit `center (B, d)`, in uniformly random directions: (B, n, d)."
-    g = torch.randn(*u.shape, center.shape[-1], generator=generator, dtype=center.dtype, device=center.device)
-    gc = (g @ center.unsqueeze(-1)).squeeze(-1).double()                       # (B, n)
-    g_norm2 = torch.linalg.vector_norm(g, dim=-1).double() ** 2
+    g, gc, g_norm2 = _gaussians(center, u.shape[1], generator)
     # A Gaussian within 30° of ±μ leaves a tangent part too short for the cancellation below: redraw it. Only
     # low dimensions ever need to (a third of draws for d = 2, none in practice for d ≥ 16), and the tangent
     # direction stays uniform: it is independent of the angle between g and μ.
     redo = torch.nonzero(4 * gc**2 > 3 * g_norm2, as_tuple=True)
     while redo[0].numel():
-        g[redo], gc[redo], g_norm2[redo] = _gaussian_with_projection(center[redo[0]], (redo[0].numel(),), generator)
+        fresh = _gaussians(center[redo[0]], 1, generator)
+        g[redo], gc[redo], g_norm2[redo] = (t[:, 0] for t in fresh)
         again = 4 * gc[redo] ** 2 > 3 * g_norm2[redo]
         redo = (redo[0][again], redo[1][again])
     tangent_norm = torch.sqrt(g_norm2 - gc**2)                                 # |g - (g·μ)μ| ≥ |g| / 2
