@@ -2,7 +2,7 @@
 
 `python tools/run_nbs.py [NB ...]` executes the given notebooks (default: every page in nbs/) in place, so
 the committed notebooks, and so the docs, carry real outputs; run `nbdev_clean` afterwards. Cells flagged
-with `--skip-flags` (e.g. `cuda` on a machine without a GPU) are left unexecuted. The tests use `execute`.
+with `--skip-flags` (e.g. `--skip-flags cuda` on a machine without a GPU) are left unexecuted. The tests use `execute`.
 """
 from __future__ import annotations
 
@@ -60,11 +60,11 @@ def execute(path: Path, skip_flags=(), in_test: bool = False, timeout: int = 360
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("notebooks", nargs="*", type=Path, help="default: every docs page in nbs/")
-    p.add_argument("--skip-flags", nargs="*", default=[], help="leave cells with these flags unexecuted")
+    p.add_argument("--skip-flags", default="", help='leave cells with these flags unexecuted, e.g. "slow cuda"')
     args = p.parse_args(argv)
     for path in args.notebooks or pages():
         t0 = time.perf_counter()
-        nb = execute(path, args.skip_flags)
+        nb = execute(path, args.skip_flags.split())
         nbformat.write(nb, path)
         print(f"{path.name}: {time.perf_counter() - t0:.0f} s", flush=True)
 
