@@ -73,6 +73,8 @@ def demo(out: str | Path = "capgen-demo", d: int = 768, n: int = 100_000, sizes=
 COMMANDS = {
     "demo": "sample points in spherical caps of several sizes in 768-d, check them against the exact "
             "distribution, and plot them (the main job on built-in data, for now)",
+    "train-toy": "train a small MLP on a toy regression problem with capgen's training loop "
+                 "(checkpoints, exact resume, EMA, wandb; one process or `accelerate launch`)",
 }
 
 
@@ -80,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="capgen",
         description="capgen: text-to-image models trained without text, through spherical caps in CLIP space.",
-        epilog="commands:\n" + "\n".join(f"  {k:<8}{v}" for k, v in COMMANDS.items())
+        epilog="commands:\n" + "\n".join(f"  {k:<11}{v}" for k, v in COMMANDS.items())
                + "\n\nRun 'capgen COMMAND --help' for a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"capgen {capgen.__version__}")
@@ -92,13 +94,36 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--sizes", type=float, nargs="+", default=list(DEMO_SIZES),
                    help="cap sizes d_max in [0, 2] (default: %(default)s)")
     q.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    sub.add_parser("train-toy", help=COMMANDS["train-toy"], add_help=False)  # its own parser reads the rest
     return p
+
+
+def _train_toy(argv: list[str]) -> int:
+    import gc
+    import signal
+    import torch.distributed as dist
+    from .training import CheckpointError, train_toy
+    try: learn = train_toy(argv)
+    except (ValueError, TypeError, CheckpointError, FileNotFoundError) as e:
+        print(f"capgen train-toy: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if dist.is_initialized():  # gloo can abort at exit unless the process group is torn down first
+            gc.collect()
+            dist.destroy_process_group()
+    if learn.interrupted:
+        return 128 + getattr(signal, learn.interrupted, signal.SIGTERM).value
+    if learn.last_ckpt is not None:  # rank 0
+        print(f"trained {learn.step} steps; valid loss {learn.recorder.values[-1][1]:.4f}; checkpoint {learn.last_ckpt}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `capgen` console command."
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "train-toy": return _train_toy(rest)
+    if rest: parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command is None:
         parser.print_help()
         return 0
@@ -114,3 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: points outside their cap for d_max = {[r['d_max'] for r in bad]}", file=sys.stderr)
             return 1
     return 0
+
+
+if __name__ == "__main__":  # `python -m capgen.cli …`, and `accelerate launch -m capgen.cli …`
+    sys.exit(main())
