@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from fastcore.basics import patch
-from fastai.callback.core import Callback, CancelBatchException, CancelEpochException, CancelFitException
+from fastai.callback.core import Callback, CancelBatchException, CancelFitException
 from fastai.callback.progress import ShowGraphCallback
 from fastai.callback.schedule import SchedCos, SchedLin, SchedNo, combine_scheds
 from fastai.data.core import DataLoaders
@@ -318,9 +318,11 @@ class Steps(Callback):
     def after_loss(self):
         if not self.training: return
         loss = self.loss.detach().float()
-        (bad,) = _any_rank([not bool(torch.isfinite(loss).all())], loss.device)
+        t = torch.stack([(~torch.isfinite(loss)).any().float(), loss.mean()])
+        if _distributed(): dist.all_reduce(t); t[1] /= dist.get_world_size()  # the mean over all processes
+        bad, mean = t.tolist()
         if bad: self._stop(f"training loss {loss.mean().item()}")
-        self.loss_sum += loss.mean().item()
+        self.loss_sum += mean
         self.learn.loss_grad = self.loss_grad / self.run_len
 
     def before_step(self):
@@ -603,13 +605,24 @@ class Checkpoints(Callback):
 
     def save(self) -> Path | None:
         learn, rank = self.learn, rank_distrib()
-        rngs = _gather({"now": _rng_state(), "epoch_start": self.epoch_start["rng"]})
+        ranks = _gather({"now": _rng_state(), "epoch_start": self.epoch_start["rng"], "weights": _fingerprint(learn.model)})
+        if len({r["weights"] for r in ranks}) > 1:
+            raise RuntimeError(f"the processes' weights differ at step {learn.step} ({[r['weights'][:8] for r in ranks]}): "
+                               "something in the training code depends on the rank")
         self.saved_step, self.t_saved = learn.step, time.monotonic()
         if rank != 0: return None
         tensors, state = _training_state(learn)
-        state.update(position=self.pos, rng=rngs, dl_rng=self.epoch_start["dl_rng"], world_size=len(rngs))
+        state.update(position=self.pos, rng=[{k: r[k] for k in ("now", "epoch_start")} for r in ranks],
+                     dl_rng=self.epoch_start["dl_rng"], world_size=len(ranks), weights_sha256=ranks[0]["weights"])
         learn.last_ckpt = write_checkpoint(self.cfg.ckpt_dir, learn.step, tensors, state, self.cfg.keep_last)
         return learn.last_ckpt
+
+
+def _fingerprint(model: nn.Module) -> str:
+    "SHA-256 of a model's weights: equal on every process exactly when DDP kept them in sync."
+    h = hashlib.sha256()
+    for k, v in unwrap(model).state_dict().items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _training_state(learn: Learner) -> tuple[dict, dict]:
@@ -666,9 +679,6 @@ class Resume(Callback):
         self.pos, self.state = state["position"], state
         rngs = state["rng"]
         self.rng = rngs[rank] if rank < len(rngs) else None  # a new process (more than before) keeps its own seed
-
-    def before_epoch(self):
-        if self.epoch < self.pos["epoch"]: raise CancelEpochException()
 
     def before_train(self):
         if self.epoch != self.pos["epoch"]: return
@@ -880,18 +890,18 @@ def fit_cfg(self: Learner, resume: str | Path | None = None, cbs=None) -> Learne
             torch.manual_seed(cfg.seed + rank); random.seed(cfg.seed + rank); np.random.seed(cfg.seed + rank)
             _inner_dl(self.dls.train).rng = random.Random(cfg.seed)
             self.step, self.history, self.resumed_step, self.resumed_pos = 0, {"loss": [], "lr": [], "grad_norm": []}, None, None
-            self.wandb_id, self.last_ckpt, extra = None, None, []
+            self.wandb_id, self.last_ckpt, extra, start_epoch = None, None, [], 0
             self.create_opt()
             if getattr(self, "ema", None) is not None: self.ema.shadow = None
         else:
             self.model.to(self.dls.device or default_device())
             _load_training_state(self, state)
-            self.last_ckpt, extra = path, [Resume(state, rank)]
+            self.last_ckpt, extra, start_epoch = path, [Resume(state, rank)], state["position"]["epoch"]
             if state["world_size"] != max(num_distrib(), 1) and rank == 0:
                 print(f"resuming a {state['world_size']}-process run on {max(num_distrib(), 1)}: the data order and "
                       "optimization continue exactly, random draws inside the model (dropout) do not", file=sys.stderr)
         with _wandb_run(self, cfg):
-            try: self.fit(cfg.epochs, cbs=extra + list(cbs or []))
+            try: self.fit(cfg.epochs, cbs=extra + list(cbs or []), start_epoch=start_epoch)
             finally:
                 if getattr(self, "ema", None) is not None: self.ema.swap_out()
     if self.interrupted and rank == 0:
@@ -903,7 +913,7 @@ def fit_cfg(self: Learner, resume: str | Path | None = None, cbs=None) -> Learne
 def toy_data(n: int, d: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     "`n` samples `(x (n, d), y (n, 1))` of a fixed smooth function of Gaussian inputs, with noise."
     g = torch.Generator().manual_seed(seed)
-    w = torch.randn(d, 4, generator=torch.Generator().manual_seed(1234))
+    w = 0.4 * torch.randn(d, 4, generator=torch.Generator().manual_seed(1234))
     x = torch.randn(n, d, generator=g)
     y = torch.sin(x @ w).sum(1, keepdim=True) + 0.1 * torch.randn(n, 1, generator=g)
     return x, y
