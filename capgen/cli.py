@@ -102,7 +102,7 @@ def _train_toy(argv: list[str]) -> int:
     import gc
     import signal
     import torch.distributed as dist
-    from .training import CheckpointError, train_toy
+    from capgen.training import CheckpointError, train_toy
     try: learn = train_toy(argv)
     except (ValueError, TypeError, CheckpointError, FileNotFoundError) as e:
         print(f"capgen train-toy: error: {e}", file=sys.stderr)
@@ -141,5 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # `python -m capgen.cli …`, and `accelerate launch -m capgen.cli …`
+# `python -m capgen.cli …`, which is how `accelerate launch -m capgen.cli …` starts each process (a notebook
+# running this cell is also `__main__`, but not the module `capgen.cli`)
+if __name__ == "__main__" and getattr(globals().get("__spec__"), "name", None) == "capgen.cli":
     sys.exit(main())
