@@ -578,7 +578,7 @@ class Checkpoints(Callback):
     "Save checkpoints every N steps / M minutes, at the end, and on SIGINT/SIGTERM (then stop)."
     order = 70  # after Steps, EMA and the Recorder have finished the batch
 
-    def __init__(self, cfg: TrainConfig): self.cfg, self.saved_step = cfg, None
+    def __init__(self, cfg: TrainConfig): self.cfg = cfg
 
     def before_fit(self):
         self.t_saved, self.learn.interrupted = time.monotonic(), None
@@ -720,7 +720,7 @@ def _check_resume(learn: Learner, cfg: TrainConfig, state: dict, path: Path):
                               f"TrainConfig.from_checkpoint('{path}') or start a new run in another ckpt_dir")
     t = state["tensors"]
     _check_state_dict(unwrap(learn.model), t["model"], path / "model.safetensors")
-    n_params = len(list(learn.opt.all_params())) if learn.opt else sum(1 for p in learn.model.parameters() if p.requires_grad)
+    n_params = len(learn.opt.all_params())
     if len(state["optimizer"]["state"]) != n_params:
         raise CheckpointError(f"{path} holds optimizer state for {len(state['optimizer']['state'])} parameters, "
                               f"this learner trains {n_params}")
@@ -733,7 +733,6 @@ def _load_training_state(learn: Learner, state: dict):
     t = state["tensors"]
     model = unwrap(learn.model)
     model.load_state_dict(t["model"])
-    if learn.opt is None: learn.create_opt()
     params = list(learn.opt.all_params().itemgot(0))
     opt_state = []
     for i, (rest, p) in enumerate(zip(state["optimizer"]["state"], params)):
@@ -749,8 +748,7 @@ def _load_training_state(learn: Learner, state: dict):
     learn.wandb_id = state.get("wandb_id")
 
 # %% ../nbs/02_training.ipynb #1b2df990
-try: from fastai.callback.wandb import WandbCallback
-except ImportError: WandbCallback = Callback  # wandb not installed: `TrainConfig(wandb=True)` then fails in fit_cfg
+from fastai.callback.wandb import WandbCallback
 
 
 class WandbLogger(WandbCallback):
