@@ -122,7 +122,7 @@ def main(argv=None):
     # 2. cap-conditioned per dimension
     settings = {3: dict(kappa=(8.0, 30.0), width=128, depth=3, n=200_000, epochs=12, bs=512),
                 64: dict(kappa=(16.0, 64.0), width=256, depth=4, n=200_000, epochs=8, bs=512),
-                768: dict(kappa=(192.0, 768.0), width=384, depth=3, n=100_000, epochs=6, bs=512)}
+                768: dict(kappa=(192.0, 768.0), width=384, depth=3, n=200_000, epochs=12, bs=512)}
     models = {}
     for d in args.dims:
         s = settings[d]

@@ -72,7 +72,7 @@ class FlowConfig:
     width: int = 256
     depth: int = 4
     expansion: int = 2
-    time_freqs: int = 8
+    time_freqs: int = 4
     time_sampling: str = "stratified"
     ot_pairing: bool = False
 
