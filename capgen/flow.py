@@ -5,9 +5,11 @@
 # %% ../nbs/03_flow.ipynb #565cfdb1
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +30,8 @@ from .training import config_from_dict, unwrap
 __all__ = ['TABLEAUS', 'FIXED_STEP', 'geodesic_path', 'sample_times', 'ot_pairing', 'FlowConfig', 'cap_tensor', 'base_uses_cap',
            'scale_of', 'SwiGLU', 'VectorField', 'sample_base', 'base_log_prob', 'flow_batch', 'flow_loss', 'FlowBatch',
            'flow_dls', 'trained_model', 'flow_learner', 'fold_into_cap', 'to_chart', 'rk_step', 'SampleStats',
-           'integrate', 'sample', 'divergence', 'log_likelihood', 'energy_test', 'rejection_sample']
+           'integrate', 'sample', 'divergence', 'log_likelihood', 'energy_test', 'rejection_sample', 'save_flow',
+           'load_flow']
 
 # %% ../nbs/03_flow.ipynb #b1861c46
 def geodesic_path(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -633,3 +636,25 @@ def rejection_sample(model: VectorField, cap: Cap, n: int, max_tries: int = 1_00
     x = torch.cat(kept)[:n]
     accepted = sum(len(k) for k in kept)
     return x, accepted / max(tries, 1)
+
+# %% ../nbs/03_flow.ipynb #94e237d4
+def save_flow(model: VectorField, path) -> Path:
+    "Write `model`'s weights (`model.safetensors`) and config (`flow.json`) into the directory `path`."
+    from safetensors.torch import save_file
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model = unwrap(model)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+    (path / "flow.json").write_text(json.dumps(model.cfg.to_dict(), indent=2))
+    return path
+
+
+def load_flow(path, device=None) -> VectorField:
+    "The `VectorField` saved by `save_flow` in the directory `path`, in eval mode."
+    from safetensors.torch import load_file
+    path = Path(path)
+    for name in ("flow.json", "model.safetensors"):
+        if not (path / name).is_file(): raise FileNotFoundError(f"`path` {path} has no {name}: not a saved flow")
+    model = VectorField(FlowConfig.from_dict(json.loads((path / "flow.json").read_text())))
+    model.load_state_dict(load_file(str(path / "model.safetensors"), device=str(device or "cpu")))
+    return model.to(device or "cpu").eval()
