@@ -36,14 +36,14 @@ from capgen.training import TrainConfig
 from capgen.vmf import random_mixture
 
 
-def train(mix, cfg: FlowConfig, n_train: int, epochs: int, bs: int, lr: float, seed: int = 0):
+def train(mix, cfg: FlowConfig, n_train: int, epochs: int, bs: int, lr: float, seed: int = 0, device="cpu"):
     "Train a flow on exact samples of `mix`; returns the model (EMA weights) and training examples/s."
     g = torch.Generator().manual_seed(seed)
     x_train, x_valid = mix.sample(n_train, generator=g), mix.sample(2048, generator=g)
     tmp = Path(tempfile.mkdtemp())
     tc = TrainConfig(epochs=epochs, batch_size=bs, lr=lr, schedule="warmup_cosine", ema_decay=0.999,
                      ckpt_dir=str(tmp / "run"), seed=seed)
-    learn = flow_learner(x_train, x_valid, cfg, tc, show_graph=False)
+    learn = flow_learner(x_train, x_valid, cfg, tc, device=device, show_graph=False)
     start = time.perf_counter()
     with learn.no_bar():
         learn.fit_cfg()
@@ -61,7 +61,7 @@ def data_caps(mix, sizes, per_size: int, g) -> Cap:
 
 def compare(mix, cap: Cap, xs, truth, g):
     "Quality of samples `xs` in one cap against exact samples `truth`."
-    n = len(xs)
+    xs, n = xs.cpu(), len(xs)
     lt = mix.log_prob_in_cap(truth.double(), cap)
     lm = mix.log_prob_in_cap(xs.double(), cap)
     z = ((lm.mean() - lt.mean()) / torch.sqrt(lm.var() / n + lt.var() / len(lt))).item()
@@ -92,12 +92,14 @@ def main(argv=None):
     p.add_argument("--sizes", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5, 1.0])
     p.add_argument("--caps", type=int, default=4, help="caps per size")
     p.add_argument("--n", type=int, default=500, help="samples per cap")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "flow.md")
     args = p.parse_args(argv)
     q = args.quick
     g = torch.Generator().manual_seed(0)
     lines = [f"`python benchmarks/flow.py{' --quick' if q else ''}` — Machine: {platform.processor() or platform.machine()}, "
-             f"{torch.get_num_threads()} torch threads, no GPU used; Python {platform.python_version()}, "
+             f"{torch.get_num_threads()} torch threads, device {args.device}"
+             f"{' (' + torch.cuda.get_device_name() + ')' if args.device.startswith('cuda') else ''}; Python {platform.python_version()}, "
              f"torch {torch.__version__}, capgen {capgen.__version__}.", ""]
 
     def say(*text):
@@ -107,7 +109,7 @@ def main(argv=None):
     # 1. unconditional 3-D
     mix3 = random_mixture(3, k=4, kappa=(8.0, 30.0), generator=torch.Generator().manual_seed(0))
     plain3, speed = train(mix3, FlowConfig(d=3, conditional=False, width=128, depth=3),
-                          20_000 if q else 200_000, 2 if q else 12, 512, 3e-3)
+                          20_000 if q else 200_000, 2 if q else 12, 512, 3e-3, device=args.device)
     test = mix3.sample(10_000, generator=g)
     lp, _ = log_likelihood(plain3, test, steps=32)
     nll, nll_se = -lp.mean().item(), lp.std().item() / math.sqrt(len(lp))
@@ -128,7 +130,7 @@ def main(argv=None):
         s = settings[d]
         mix = random_mixture(d, k=4, kappa=s["kappa"], generator=torch.Generator().manual_seed(d))
         model, speed = train(mix, FlowConfig(d=d, width=s["width"] // (2 if q else 1), depth=s["depth"]),
-                             s["n"] // (10 if q else 1), 1 if q else s["epochs"], s["bs"], 2e-3)
+                             s["n"] // (10 if q else 1), 1 if q else s["epochs"], s["bs"], 2e-3, device=args.device)
         models[d] = (mix, model)
         rows, st = cap_table(mix, model, args.sizes, 1 if q else args.caps, args.n, g, method="rk4", steps=32)
         say(f"## Cap-conditioned, d = {d}: mixture of 4 vMFs, κ in {s['kappa']}", "",
@@ -154,7 +156,7 @@ def main(argv=None):
         "| d_max | acceptance | true mass of the cap | cap-conditioned in-cap rate |", "|---:|---:|---:|---:|")
     for v in args.sizes:
         caps = data_caps(mix3, [v], 1, g)
-        x, rate = rejection_sample(plain3, caps[0], 200, max_tries=20_000, steps=16)
+        x, rate = rejection_sample(plain3, caps[0].to(args.device), 200, max_tries=20_000, steps=16)
         say(f"| {v:g} | {rate:.2%} | {mix3.log_mass(caps[0]).exp().item():.2%} | 100% |")
     say("", "In 64 and 768 dimensions a cap's mass is far below anything rejection can reach (see log P(cap) "
         "above: e^-20 to e^-700), so rejection accepts nothing there; the cap-conditioned model needs no rejection.", "")

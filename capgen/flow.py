@@ -250,14 +250,15 @@ def trained_model(learn) -> VectorField:
         return copy.deepcopy(unwrap(m)).eval()
 
 
-def flow_learner(x_train: Tensor, x_valid: Tensor, cfg: FlowConfig, train_cfg, **kwargs):
-    "A `capgen.training` `Learner` for a `VectorField` on the data `x_train`; train it with `learn.fit_cfg()`."
+def flow_learner(x_train: Tensor, x_valid: Tensor, cfg: FlowConfig, train_cfg, device=None, **kwargs):
+    """A `capgen.training` `Learner` for a `VectorField` on the data `x_train`, training on `device` (default CPU);
+    train it with `learn.fit_cfg()`."""
     from capgen.training import make_learner, micro_batch_size
     if x_train.shape[-1] != cfg.d:
         raise ValueError(f"`x_train` has points of dimension {x_train.shape[-1]}, but the model has `d`={cfg.d}")
     torch.manual_seed(train_cfg.seed)
     model = VectorField(cfg)
-    dls = flow_dls(x_train, x_valid, micro_batch_size(train_cfg))
+    dls = flow_dls(x_train, x_valid, micro_batch_size(train_cfg), device=device)
     return make_learner(model, dls, flow_loss, train_cfg, cbs=[FlowBatch()] + list(kwargs.pop("cbs", [])), **kwargs)
 
 # %% ../nbs/03_flow.ipynb #d8e5abda
@@ -484,6 +485,7 @@ def sample(model: VectorField, cap: Cap | None = None, n: int = 1, method: str =
         flat = _flat_caps(cap, n)
         total = len(flat)
     parts, dev = [], p.device
+    noise_dev = generator.device if generator is not None else dev     # the noise comes from the caller's generator
     was_training = model.training
     model.eval()
     try:
@@ -491,11 +493,11 @@ def sample(model: VectorField, cap: Cap | None = None, n: int = 1, method: str =
         for s in (progress_bar(chunks) if progress else chunks):
             e = min(s + batch_size, total)
             if flat is None:
-                x0 = sample_uniform(e - s, model.cfg.d, generator=generator, dtype=p.dtype, device=dev)
+                x0 = sample_uniform(e - s, model.cfg.d, generator=generator, dtype=p.dtype, device=noise_dev).to(dev)
                 cond = keep = None
             else:
                 c = flat[s:e]
-                x0 = sample_base(c, generator).to(p.dtype)
+                x0 = sample_base(c.to(noise_dev), generator).to(device=dev, dtype=p.dtype)
                 cond = cap_tensor(c).to(p.dtype)
                 keep = Cap(c.center, torch.where(base_uses_cap(c.d_max), c.d_max, 2.0))   # larger caps: at the end
             part, moved = SampleStats(), torch.zeros(e - s, dtype=torch.bool, device=dev)
@@ -528,7 +530,8 @@ def divergence(model: VectorField, x: Tensor, t: Tensor, cond: Tensor | None = N
     k = m if n_probes is None or n_probes >= m else n_probes
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"`n_probes` must be a positive integer or None, got {n_probes!r}")
-    g = torch.randn(n, d, k, generator=generator, dtype=x.dtype, device=x.device)
+    g = torch.randn(n, d, k, generator=generator, dtype=x.dtype,
+                    device=generator.device if generator is not None else x.device).to(x.device)
     g = g - x.unsqueeze(-1) * (x.unsqueeze(1) @ g)
     q, _ = torch.linalg.qr(g)                                                      # (n, d, k) orthonormal, tangent
     q = q - x.unsqueeze(-1) * (x.unsqueeze(1) @ q)
