@@ -303,13 +303,14 @@ def fold_into_cap(x: Tensor, cap: Cap) -> tuple[Tensor, Tensor]:
     theta_max = cap.angle[idx].double()
     cos = (xo * c).sum(-1)
     w = xo - cos.unsqueeze(-1) * c
-    w = w / torch.linalg.vector_norm(w, dim=-1, keepdim=True).clamp_min(1e-300)
-    theta = torch.atan2(torch.linalg.vector_norm(xo - cos.unsqueeze(-1) * c, dim=-1), cos)
+    sin = torch.linalg.vector_norm(w, dim=-1)
+    w = w / sin.clamp_min(1e-300).unsqueeze(-1)
+    theta = torch.atan2(sin, cos)
     phi = torch.remainder(theta, 2 * theta_max.clamp_min(1e-300))
     new = torch.where(theta_max > 0, theta_max - (phi - theta_max).abs(), torch.zeros_like(theta))
     for _ in range(60):                                   # rounding to the output dtype can land a hair outside
         y = (torch.cos(new).unsqueeze(-1) * c + torch.sin(new).unsqueeze(-1) * w).to(x.dtype)
-        out = ~Cap(cap.center[idx], cap.d_max[idx]).contains(y)
+        out = ~cap[idx].contains(y)
         if not out.any(): break
         new = torch.where(out, new * (1 - 1e-6) - 1e-12, new).clamp_min(0)
     x = x.clone()
