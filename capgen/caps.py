@@ -81,7 +81,9 @@ class Cap:
     def angle(self) -> Tensor: return 2 * torch.asin(torch.sqrt(self.d_max / 2).clamp(max=1))
     def __len__(self): return self.shape[0]
     def __getitem__(self, i) -> Cap: return Cap(self.center[i], self.d_max[i])
-    def to(self, *args, **kwargs) -> Cap: return Cap(self.center.to(*args, **kwargs), self.d_max.to(*args, **kwargs))
+    def to(self, *args, **kwargs) -> Cap:
+        "The cap on another device or dtype (the centre, unit in its old dtype, is renormalised in the new one)."
+        return Cap.from_direction(self.center.to(*args, **kwargs), self.d_max.to(*args, **kwargs))
     def __repr__(self):
         if self.d_max.ndim == 0: return f"Cap(d={self.d}, d_max={self.d_max.item():.4g})"
         return f"Cap(d={self.d}, batch={tuple(self.shape)})"

@@ -394,12 +394,15 @@ def _field(model: VectorField, cond: Tensor | None):
 
 def integrate(model: VectorField, x0: Tensor, cond: Tensor | None = None, method: str = "rk4", steps: int = 32,
               atol: float = 1e-4, rtol: float = 1e-3, max_steps: int = 10_000, keep_in: Cap | None = None,
-              stats: SampleStats | None = None, moved: Tensor | None = None) -> Tensor:
+              stats: SampleStats | None = None, moved: Tensor | None = None, trace: list | None = None) -> Tensor:
     """Carry `x0 (n, d)` from t = 0 to t = 1 along the model's field. Fixed-step methods take `steps` steps; the
     adaptive 'dopri5' chooses a step per trajectory so the embedded error stays below `atol + rtol·|step|`.
-    After every step, points that left `keep_in` (caps `(n,)`) are reflected back in and marked in `moved (n,)`."""
+    After every step, points that left `keep_in` (caps `(n,)`) are reflected back in and marked in `moved (n,)`.
+    A fixed-step method appends the state at every step (t = 0, 1/steps, ..., 1) to the list `trace`."""
     if method not in TABLEAUS:
         raise ValueError(f"`method` must be one of {list(TABLEAUS)}, got {method!r}")
+    if trace is not None and method not in FIXED_STEP:
+        raise ValueError(f"`trace` needs a fixed-step method ({list(FIXED_STEP)}), got {method!r}")
     stats = stats if stats is not None else SampleStats()
     n = x0.shape[0]
     x = x0.clone()
@@ -410,12 +413,14 @@ def integrate(model: VectorField, x0: Tensor, cond: Tensor | None = None, method
         f = _field(model, cond)
         dt = torch.full((n,), 1 / steps, dtype=x.dtype, device=x.device)
         all_idx = torch.arange(n, device=x.device)
+        if trace is not None: trace.append(x.clone())
         for s in range(steps):
             t = torch.full((n,), s / steps, dtype=x.dtype, device=x.device)
             x, _, _, _, nfe = rk_step(f, x, t, dt, method)
             x, out = fold(x, all_idx)
             if out is not None and moved is not None: moved |= out
             stats.nfe += nfe
+            if trace is not None: trace.append(x.clone())
         stats.steps += steps
         return x
     if atol <= 0 or rtol < 0: raise ValueError(f"`atol` must be > 0 and `rtol` ≥ 0, got {atol}, {rtol}")

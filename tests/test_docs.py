@@ -12,7 +12,7 @@ import run_nbs
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
-MIN_FIGURES = {"00_sphere": 1, "01_caps": 2, "02_training": 4, "03a_vmf": 1, "03_flow": 3}   # pages whose prose refers to pictures
+MIN_FIGURES = {"00_sphere": 1, "01_caps": 2, "02_training": 4, "03a_vmf": 1, "03_flow": 3, "04_field": 4}   # pages whose prose refers to pictures
 
 
 def image_outputs(nb) -> int:
@@ -60,3 +60,22 @@ def test_page_executes_and_renders(page, tmp_path):
     n_img = len(re.findall(r'<img[^>]+src="data:image/png;base64,', body))
     assert n_img == image_outputs(nb) >= MIN_FIGURES.get(page.stem, 0), (n_img, image_outputs(nb))
     assert "Traceback" not in body
+
+
+ANIMATIONS = {"flow_plain.mp4": (150, (400, 400)), "flow_cap.mp4": (150, (400, 400)), "flow_cap.gif": (150, (400, 400))}
+
+
+def test_field_page_carries_its_animations(tmp_path):
+    "The flow's animations are files beside the page (Quarto resources), shown by tags in the committed outputs."
+    from capgen.field import media_info
+    page = NBS / "04_field.ipynb"
+    nb = nbformat.read(page, as_version=4)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    for name, info in ANIMATIONS.items():
+        src = f"media/{name}"
+        tag = "video" if name.endswith(".mp4") else "img"
+        assert re.search(rf'<{tag} src="{re.escape(src)}"', body), f"{src} not shown on the page"
+        assert (NBS / src).exists(), src
+        assert media_info(NBS / src) == info, (src, media_info(NBS / src))
+    quarto = yaml.safe_load((NBS / "_quarto.yml").read_text())
+    assert "media/*" in quarto["project"]["resources"]
