@@ -72,8 +72,7 @@ def test_field_page_carries_its_animations(tmp_path):
     nb = nbformat.read(page, as_version=4)
     # TODO: nbconvert's HTMLExporter drops these display_data text/html outputs from its page (cause not found
     # yet); until then check the committed outputs that Quarto renders.
-    body = json.dumps([o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs])
-    body = json.loads(body) and " ".join(json.loads(body))
+    body = " ".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     for name, info in ANIMATIONS.items():
         src = f"media/{name}"
         tag = "video" if name.endswith(".mp4") else "img"
