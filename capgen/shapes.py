@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 
@@ -198,14 +199,18 @@ class ShapesWorld:
 # %% ../nbs/05_shapes.ipynb #6cb407bf
 def show_images(images, titles=None, ncols: int = 8, size: float = 1.3, fontsize: int = 7):
     "A grid of images (uint8 `(n, h, w, 3)` array or PIL images) with optional titles; returns the figure."
+    import textwrap
     images = [np.asarray(im) for im in images]
     nrows = max(1, math.ceil(len(images) / ncols))
-    fig, axs = plt_subplots(nrows, ncols, figsize=(ncols * size, nrows * size * (1.25 if titles else 1)))
+    width = max(8, int(size * 72 / fontsize * 1.6))  # characters that fit above one panel
+    titles = [textwrap.fill(t, width) for t in titles] if titles else None
+    lines = max((t.count("\n") + 1 for t in titles), default=0) if titles else 0
+    fig, axs = plt_subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + lines * fontsize * 2 / 72)))
     for i, ax in enumerate(np.ravel(axs)):
         ax.axis("off")
         if i < len(images):
             ax.imshow(images[i])
-            if titles: ax.set_title(titles[i], fontsize=fontsize, wrap=True)
+            if titles: ax.set_title(titles[i], fontsize=fontsize)
     fig.tight_layout()
     return fig
 
@@ -259,7 +264,12 @@ def describe(scene: Scene, rng: np.random.Generator) -> str:
     "A true caption of `scene`: a random template and synonyms (draws from `rng`)."
     parts = [TEMPLATES[rng.integers(len(TEMPLATES))].format(**_object_words(rng, t, scene.background))
              for t in scene.things]
-    return " and ".join(parts)
+    return _articles(" and ".join(parts))
+
+
+def _articles(text: str) -> str:
+    "'a' before a vowel becomes 'an' ('an orange star')."
+    return re.sub(r"\ba (?=[aeiou])", "an ", text)
 
 
 def prompt(shape: str | None = None, colour: str | None = None, size: str | None = None,
@@ -269,7 +279,7 @@ def prompt(shape: str | None = None, colour: str | None = None, size: str | None
         if v is not None: _check_value(k, v)
     words = " ".join(w for w in (size, colour, shape or "shape") if w)
     text = f"a {words}" + (f" {PLACES[position][0]}" if position else "")
-    return text + (f" on a {background} background" if background else "")
+    return _articles(text + (f" on a {background} background" if background else ""))
 
 # %% ../nbs/05_shapes.ipynb #8c59085b
 def _phrases() -> list[tuple[str, str, str]]:
