@@ -9,10 +9,8 @@ import difflib
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -27,7 +25,7 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from safetensors.torch import load_file, save_file
 
-from .shapes import ATTRIBUTES, ShapesWorld, cache_dir, config_key, describe, parse_caption, prompt
+from .shapes import ATTRIBUTES, ShapesWorld, atomic_dir, cache_dir, config_key, describe, parse_caption, prompt
 from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
 
 # %% auto #0
@@ -244,24 +242,11 @@ def from_pretrained(cls: Embedder, name: str, pretrained: str | None, device=Non
                {"open_clip": name, "pretrained": pretrained}, device, batch_size)
 
 # %% ../nbs/06_clip.ipynb #b46a8c79
-@contextmanager
-def _atomic_dir(path: Path):
-    "Yield a fresh temporary folder next to `path`; on success it replaces `path`, on failure it is removed."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-tmp-"))
-    try:
-        yield work
-        if path.exists(): shutil.rmtree(path)
-        work.rename(path)
-    finally:
-        if work.exists(): shutil.rmtree(work)
-
-
 @patch
 def save(self: Embedder, path: str | Path) -> Path:
     "Write the weights (`model.safetensors`) and what rebuilds the model (`embedder.json`) into the folder `path`."
     path = Path(path)
-    with _atomic_dir(path) as work:
+    with atomic_dir(path) as work:
         weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(weights, str(work / "model.safetensors"))
         meta = dict(source=self.source, image_size=self.image_size, mean=list(self.mean), std=list(self.std))

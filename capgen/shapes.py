@@ -10,7 +10,10 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, asdict, field
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +22,8 @@ from PIL import Image, ImageDraw
 
 # %% auto #0
 __all__ = ['SHAPES', 'COLOURS', 'SIZES', 'POSITIONS', 'BACKGROUNDS', 'ATTRIBUTES', 'OBJECT_ATTRIBUTES', 'RADIUS', 'OUTLINES',
-           'SPLITS', 'SYNONYMS', 'PLACES', 'TEMPLATES', 'PHRASES', 'READ', 'N_CLASSES', 'cache_dir', 'config_key',
-           'Thing', 'Scene', 'cell_centre', 'render', 'random_scene', 'ShapesWorld', 'show_images', 'plt_subplots',
+           'SPLITS', 'SYNONYMS', 'PLACES', 'TEMPLATES', 'PHRASES', 'READ', 'N_CLASSES', 'cache_dir', 'atomic_dir',
+           'config_key', 'Thing', 'Scene', 'cell_centre', 'render', 'random_scene', 'ShapesWorld', 'show_images',
            'describe', 'prompt', 'parse_caption', 'shapes_split', 'shapes_dataset', 'ReaderConfig', 'AttributeReader',
            'split_logits', 'reader_loss', 'attribute_targets', 'degrade', 'Degrade', 'reader_dls', 'reader_learner',
            'train_reader', 'save_reader', 'load_reader', 'default_reader', 'read_attributes', 'reader_accuracy']
@@ -31,6 +34,20 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("CAPGEN_CACHE") or Path.home() / ".cache" / "capgen")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def atomic_dir(path: Path):
+    "Yield a fresh temporary folder next to `path`; on success it replaces `path`, on failure it is removed."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-tmp-"))
+    try:
+        yield work
+        if path.exists(): shutil.rmtree(path)
+        work.rename(path)
+    finally:
+        if work.exists(): shutil.rmtree(work)
 
 
 def config_key(cfg: dict) -> str:
@@ -205,7 +222,8 @@ def show_images(images, titles=None, ncols: int = 8, size: float = 1.3, fontsize
     width = max(8, int(size * 72 / fontsize * 1.6))  # characters that fit above one panel
     titles = [textwrap.fill(t, width) for t in titles] if titles else None
     lines = max((t.count("\n") + 1 for t in titles), default=0) if titles else 0
-    fig, axs = plt_subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + lines * fontsize * 2 / 72)))
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(nrows, ncols, squeeze=False, figsize=(ncols * size, nrows * (size + lines * fontsize * 2 / 72)))
     for i, ax in enumerate(np.ravel(axs)):
         ax.axis("off")
         if i < len(images):
@@ -213,12 +231,6 @@ def show_images(images, titles=None, ncols: int = 8, size: float = 1.3, fontsize
             if titles: ax.set_title(titles[i], fontsize=fontsize)
     fig.tight_layout()
     return fig
-
-
-def plt_subplots(*args, **kwargs):
-    import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(*args, squeeze=False, **kwargs)
-    return fig, axs
 
 # %% ../nbs/05_shapes.ipynb #b6af5bb9
 SYNONYMS = {
@@ -505,15 +517,10 @@ def train_reader(cfg: ReaderConfig = ReaderConfig(), **kwargs) -> AttributeReade
 def save_reader(reader: AttributeReader, path) -> Path:
     "Write `model.safetensors` and `reader.json` into the directory `path`, through a temp dir renamed at the end."
     from safetensors.torch import save_file
-    import shutil, tempfile
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
-    save_file({k: v.detach().cpu().contiguous() for k, v in reader.state_dict().items()}, str(tmpdir / "model.safetensors"))
-    (tmpdir / "reader.json").write_text(json.dumps(reader.cfg.to_dict(), indent=2))
-    if path.exists(): shutil.rmtree(path)
-    tmpdir.rename(path)
-    return path
+    with atomic_dir(path) as work:
+        save_file({k: v.detach().cpu().contiguous() for k, v in reader.state_dict().items()}, str(work / "model.safetensors"))
+        (work / "reader.json").write_text(json.dumps(reader.cfg.to_dict(), indent=2))
+    return Path(path)
 
 
 def load_reader(path, device=None) -> AttributeReader:
