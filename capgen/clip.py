@@ -380,6 +380,8 @@ def train_shapes_clip(cfg: ClipConfig = ClipConfig(), data: ShapesClipConfig = S
             learn.logger = lambda *args: None
             with learn.no_bar(): learn.fit_cfg()
         seconds = time.perf_counter() - start
+        if learn.interrupted:   # stopped by Ctrl-C / SIGTERM: a half-trained model must not be returned (and cached)
+            raise KeyboardInterrupt(f"CLIP training was stopped by {learn.interrupted} at step {learn.step}")
         with ema_weights(learn) as m: weights = {k: v.detach().cpu().clone() for k, v in unwrap(m).state_dict().items()}
     emb = Embedder.from_config(cfg, device=device)
     emb.model.load_state_dict(weights)

@@ -510,6 +510,8 @@ def train_reader(cfg: ReaderConfig = ReaderConfig(), **kwargs) -> AttributeReade
     from capgen.training import ema_weights, unwrap
     learn = reader_learner(cfg, **kwargs)
     learn.fit_cfg()
+    if learn.interrupted:   # stopped by Ctrl-C / SIGTERM: a half-trained reader must not be returned (and cached)
+        raise KeyboardInterrupt(f"reader training was stopped by {learn.interrupted} at step {learn.step}")
     with ema_weights(learn) as m:
         return copy.deepcopy(unwrap(m)).cpu().eval()
 
