@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 import capgen
+from _report import publish
 from capgen.clip import (Embedder, cached_path, default_configs, default_train_config, modality_gap, retrieval,
                          train_shapes_clip, zero_shot_accuracy)
 from capgen.shapes import ATTRIBUTES, ShapesWorld
@@ -93,10 +94,7 @@ def main(argv=None):
               f"{g['separable']:.0%} of the time.",
               "", "true@1: the nearest image has every attribute its caption states. Exact recall is capped by "
               "captions that fit many images (\"a red circle\" fits one in 48)."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

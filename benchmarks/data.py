@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 import capgen
+from _report import publish
 from capgen.clip import default_embedder
 from capgen.data import ShapesSource, build_dataset, build_report
 from capgen.shapes import ShapesWorld
@@ -103,10 +104,7 @@ def main(argv=None):
         share = " / ".join(f"{100 * r['ms'][s] / tot:.0f}%" for s in STAGES)
         lines.append(f"| {r['name']} | {r['num_proc']} | **{r['rate']:,.0f}** | "
                      + " | ".join(f"{r['ms'][s]:.2f}" for s in STAGES) + f" | {share} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 import capgen
+from _report import publish
 from capgen.shapes import default_reader
 from capgen.tokenizer import (FSQTokenizer, VQGANConfig, VQGANTokenizer, default_configs, default_tokenizer,
                               evaluate_tokenizer)
@@ -87,10 +88,7 @@ def main(argv=None):
         for b in batches:
             enc, dec = throughput(m, count, b)
             lines.append(f"| {name} | {m.image_size}² | {m.grid}² | {b} | {enc:,.1f} | {dec:,.1f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":
