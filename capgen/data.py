@@ -27,6 +27,7 @@ from fastprogress.fastprogress import progress_bar
 
 from .flow import flow_dls
 from .shapes import SPLITS, ShapesWorld, describe, random_scene, render
+from .training import _atomic_write_text
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'RESERVED_COLUMNS', 'SIXTEEN_BIT', 'EMBEDDING_DTYPES', 'EMBED_FROM', 'Source', 'open_image',
@@ -274,10 +275,7 @@ def _shard_done(out: Path, k: int) -> bool: return _shard_path(out, k).is_file()
 def _tmp_name(path: Path) -> Path: return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def _write_json(path: Path, obj):
-    tmp = _tmp_name(path)
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+def _write_json(path: Path, obj): _atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def _write_arrow(path: Path, cols: dict, features):
