@@ -30,9 +30,9 @@ from .training import TrainConfig, config_from_dict, ema_weights, make_learner, 
 # %% auto #0
 __all__ = ['FSQ', 'ResBlock', 'TokenizerConfig', 'Tokenizer', 'FSQTokenizer', 'VQResBlock', 'VQAttention', 'VQGANConfig',
            'VQEncoder', 'VQDecoder', 'VQCodebook', 'VQGANTokenizer', 'vqgan_config_from_state_dict', 'read_state_dict',
-           'load_vqgan', 'load_tokenizer', 'TokenizerData', 'tokenizer_dls', 'tokenizer_loss', 'edge_loss', 'psnr',
-           'default_train_config', 'tokenizer_learner', 'train_tokenizer', 'default_configs', 'default_tokenizer',
-           'psnr_per_image', 'code_usage', 'evaluate_tokenizer']
+           'load_vqgan', 'load_tokenizer', 'TokenizerData', 'tokenizer_dls', 'tokenizer_loss', 'edge_loss',
+           'object_mask', 'object_loss', 'psnr', 'default_train_config', 'tokenizer_learner', 'train_tokenizer',
+           'default_configs', 'default_tokenizer', 'psnr_per_image', 'code_usage', 'evaluate_tokenizer']
 
 # %% ../nbs/07_tokenizer.ipynb #bd88d600
 class FSQ(nn.Module):
@@ -106,6 +106,7 @@ class TokenizerConfig:
     bottom_blocks: int = 2  # residual blocks at the lowest resolution (one at every other scale)
     entropy_weight: float = 2e-3  # training: weight of log(vocab) − code_entropy(batch), which spreads codes
     edge_weight: float = 0.5  # training: weight of the squared error of horizontal/vertical pixel differences
+    object_weight: float = 1.0  # training: weight of the MSE over the pixels unlike the image's border (objects)
 
     def __post_init__(self):
         object.__setattr__(self, "levels", tuple(int(v) for v in self.levels))
@@ -512,6 +513,22 @@ def edge_loss(pred: Tensor, target: Tensor) -> Tensor:
     return (F.mse_loss(pred.diff(dim=-1), t.diff(dim=-1)) + F.mse_loss(pred.diff(dim=-2), t.diff(dim=-2))) / 2
 
 
+def object_mask(target: Tensor, threshold: float = 0.04) -> Tensor:
+    """`(n, 1, H, W)` float mask of the pixels of `target` (uint8 or [-1, 1]) whose colour differs by more than
+    `threshold` (in [-1, 1] units) from the median of the image's border, grown by one pixel: the objects of an
+    image with a plain background."""
+    t = _float(target)
+    border = torch.cat([t[..., 0, :], t[..., -1, :], t[..., :, 0], t[..., :, -1]], -1)
+    m = ((t - border.median(-1).values[..., None, None]).abs().amax(1, keepdim=True) > threshold).float()
+    return F.max_pool2d(m, 3, 1, 1)
+
+
+def object_loss(pred: Tensor, target: Tensor) -> Tensor:
+    "Mean over images of the MSE over `object_mask` pixels (images without any count 0): small objects weigh as much as large ones."
+    m, err = object_mask(target), (pred - _float(target)).pow(2).mean(1, keepdim=True)
+    return ((err * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)).mean()
+
+
 def psnr(pred: Tensor, target: Tensor) -> Tensor:
     "Mean over images of the PSNR in dB of `pred` against `target`, both in [-1, 1] (or uint8), peak-to-peak 1 in [0, 1]."
     mse = ((_float(pred).clamp(-1, 1) - _float(target)) / 2).pow(2).flatten(1).mean(1)
@@ -520,7 +537,7 @@ def psnr(pred: Tensor, target: Tensor) -> Tensor:
 
 def default_train_config(**changes) -> TrainConfig:
     "How the default tokenizer trains (a few minutes on a CPU)."
-    return replace(TrainConfig(epochs=5, batch_size=32, lr=1e-3, weight_decay=0.0, schedule="one_cycle", precision="bf16",
+    return replace(TrainConfig(epochs=7, batch_size=32, lr=1e-3, weight_decay=0.0, schedule="one_cycle", precision="bf16",
                                warmup_pct=0.05, ema_decay=0.999, ckpt_dir=tempfile.mkdtemp(prefix="capgen-tokenizer-"),
                                ckpt_every_minutes=2.0), **changes)
 
@@ -531,9 +548,10 @@ def tokenizer_learner(cfg: TokenizerConfig = TokenizerConfig(), data: TokenizerD
     train_cfg = train_cfg or default_train_config()
     torch.manual_seed(train_cfg.seed)
     model = FSQTokenizer(cfg)
-    def loss(pred, target):   # MSE + edges; while training, plus the code-spreading term
+    def loss(pred, target):   # MSE + edges + objects; while training, plus the code-spreading term
         out = tokenizer_loss(pred, target)
         if cfg.edge_weight: out = out + cfg.edge_weight * edge_loss(pred, target)
+        if cfg.object_weight: out = out + cfg.object_weight * object_loss(pred, target)
         return out + cfg.entropy_weight * model.entropy_gap if model.training and cfg.entropy_weight else out
     return make_learner(model, tokenizer_dls(cfg, data, micro_batch_size(train_cfg), device), loss,
                         train_cfg, metrics=[psnr], **kwargs)
