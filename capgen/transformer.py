@@ -46,7 +46,7 @@ class TransformerConfig:
     n_layers: int = 4
     n_heads: int = 4
     mlp_ratio: float = 4.0
-    n_cond_tokens: int = 1  # prefix tokens made from the condition
+    n_cond_tokens: int = 4  # prefix tokens made from the condition
     cond_dropout: float = 0.1  # training: probability of the null condition (0: no null, no guidance)
     dropout: float = 0.0
     rope_base: float = 100.0
