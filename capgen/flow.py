@@ -648,14 +648,14 @@ def rejection_sample(model: VectorField, cap: Cap, n: int, max_tries: int = 1_00
 
 # %% ../nbs/03_flow.ipynb #94e237d4
 def save_flow(model: VectorField, path) -> Path:
-    "Write `model`'s weights (`model.safetensors`) and config (`flow.json`) into the directory `path`."
+    "Write `model`'s weights (`model.safetensors`) and config (`flow.json`) into the directory `path`, atomically."
     from safetensors.torch import save_file
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    from capgen.shapes import atomic_dir
     model = unwrap(model)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
-    (path / "flow.json").write_text(json.dumps(model.cfg.to_dict(), indent=2))
-    return path
+    with atomic_dir(Path(path)) as work:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(work / "model.safetensors"))
+        (work / "flow.json").write_text(json.dumps(model.cfg.to_dict(), indent=2))
+    return Path(path)
 
 
 def load_flow(path, device=None) -> VectorField:

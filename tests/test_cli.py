@@ -1,16 +1,20 @@
 """The installed `capgen` console command, run as a user runs it."""
+import json
+import os
 import shutil
 import subprocess
 
 import pytest
+from PIL import Image
 
 import capgen
 
 
-def capgen_cmd(*args, cwd=None):
+def capgen_cmd(*args, cwd=None, env=None):
     exe = shutil.which("capgen")
     assert exe, "the `capgen` console script is not on PATH: is capgen installed (pip install -e .)?"
-    return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd, timeout=900,
+                          env=None if env is None else os.environ | env)
 
 
 def test_version():
@@ -22,18 +26,26 @@ def test_version():
 def test_help_lists_commands(args):
     r = capgen_cmd(*args)
     assert r.returncode == 0
-    assert "demo" in r.stdout and "--version" in r.stdout
+    for c in ("demo", "generate", "eval", "build-dataset", "caps", "--version"):
+        assert c in r.stdout
 
 
-def test_demo_help_lists_options():
-    r = capgen_cmd("demo", "--help")
+@pytest.mark.parametrize("command, options", [
+    ("demo", ["--out", "--tier", "--fast", "--full", "--prompts", "--sizes", "-n", "--seed"]),
+    ("generate", ["--pipeline", "--d-max", "-n", "--cfg-scale", "--rerank", "--seed", "--out"]),
+    ("eval", ["--pipeline", "--cap-model", "--prompts", "--d-max", "--sizes", "--out"]),
+    ("build-dataset", ["--out", "--pipeline", "--image-column", "--split", "--shard-size", "--num-proc"]),
+    ("caps", ["--out", "--d", "--n", "--sizes", "--seed"]),
+])
+def test_command_help_lists_options(command, options):
+    r = capgen_cmd(command, "--help")
     assert r.returncode == 0
-    for opt in ["--out", "--d", "--n", "--sizes", "--seed"]:
-        assert opt in r.stdout
+    for opt in options:
+        assert opt in r.stdout, (command, opt)
 
 
-def test_demo_small(tmp_path):
-    r = capgen_cmd("demo", "--out", str(tmp_path / "out"), "--d", "16", "--n", "3000", "--sizes", "0.001", "1.5")
+def test_caps_small(tmp_path):
+    r = capgen_cmd("caps", "--out", str(tmp_path / "out"), "--d", "16", "--n", "3000", "--sizes", "0.001", "1.5")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["caps.md", "caps.png"]
     table = (tmp_path / "out" / "caps.md").read_text()
@@ -41,14 +53,42 @@ def test_demo_small(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("demo", "--sizes", "2.5"), "`d_max` must lie in [0, 2]"),
-    (("demo", "--n", "0"), "`n` must be a positive integer"),
-    (("demo", "--d", "1"), "≥ 2"),
-    (("demo", "--n", "lots"), "--n"),
-    (("train",), "invalid choice"),
+    (("caps", "--sizes", "2.5"), "`d_max` must lie in [0, 2]"),
+    (("caps", "--n", "0"), "`n` must be a positive integer"),
+    (("caps", "--d", "1"), "≥ 2"),
+    (("caps", "--n", "lots"), "--n"),
+    (("demo", "--sizes", "2.5"), "--sizes must be cap sizes"),
+    (("demo", "--tier", "huge"), "--tier"),
+    (("demo", "-n", "0"), "-n must be an integer ≥ 1"),
+    (("generate", "a red star", "--d-max", "-0.5"), "--d-max must lie in [0, 2]"),
+    (("generate", "a red star"), "run 'capgen demo' first"),
+    (("eval", "-n", "1"), "-n must be an integer ≥ 2"),
+    (("build-dataset", "shapes:0", "--out", "ds"), "must be an integer ≥ 1"),
+    (("fly",), "invalid choice"),
 ])
 def test_bad_input_names_the_parameter(tmp_path, args, message):
     r = capgen_cmd(*args, cwd=tmp_path)
     assert r.returncode == 2
     assert message in r.stderr, r.stderr
-    assert not (tmp_path / "capgen-demo").exists()
+    assert not list(tmp_path.iterdir())     # nothing written
+
+
+def test_demo_fast_end_to_end(tmp_path):
+    "The README's main job in its fast tier, from an empty cache; then `generate` on the pipeline it saved."
+    env = {"CAPGEN_CACHE": str(tmp_path / "cache")}
+    r = capgen_cmd("demo", "--fast", "--out", str(tmp_path / "demo"), cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "demo"
+    assert sorted(p.name for p in out.iterdir()) == ["grids", "metrics.json", "pipeline", "report.html", "sweep.png"]
+    assert len(list((out / "grids").glob("*.png"))) == 4
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["tier"] == "fast" and set(m["sweep"]) == {"0.2", "0.5", "0.8"}
+    for k in ("CLIP", "reader", "tokenizer", "transformer", "flow", "generation", "evaluation", "total"):
+        assert m["seconds"][k] >= 0
+    r = capgen_cmd("generate", "a red star in the top left", "--d-max", "0.7", "-n", "16", "-o", "grid.png",
+                   cwd=tmp_path / "demo" / "..", env=env)   # the default --pipeline: capgen-demo/pipeline is not here
+    assert r.returncode == 2 and "capgen demo" in r.stderr
+    r = capgen_cmd("generate", "a red star in the top left", "--pipeline", str(out / "pipeline"), "--d-max", "0.7",
+                   "-n", "16", "-o", str(tmp_path / "grid.png"), env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert Image.open(tmp_path / "grid.png").size == (4 * 66 + 2, 4 * 66 + 2) and "16 images" in r.stdout
