@@ -18,14 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from fastai.torch_core import num_distrib, rank_distrib
 
 import capgen
 from .caps import Cap, cap_distance_cdf, log_area_fraction, plot_cap_samples, sample_in_cap
 from .sphere import sample_uniform
 
 # %% auto #0
-__all__ = ['TIERS', 'DEMO_PROMPTS', 'DEMO_SIZES', 'CAPS_SIZES', 'COMMANDS', 'DEMO_PIPELINE', 'IMAGE_SUFFIXES', 'tier_parts',
-           'prompt_figure', 'demo', 'caps_demo', 'UsageError', 'main']
+__all__ = ['TIERS', 'DEMO_PROMPTS', 'DEMO_SIZES', 'CAPS_SIZES', 'PARTS', 'SECTIONS', 'FROM_DATA', 'COMMANDS', 'DEMO_PIPELINE',
+           'IMAGE_SUFFIXES', 'tier_parts', 'prompt_figure', 'demo', 'caps_demo', 'part_config', 'merge_config',
+           'train_part', 'UsageError', 'main']
 
 # %% ../nbs/12_cli.ipynb #89deaaea
 TIERS = {
@@ -255,6 +257,148 @@ def caps_demo(out: str | Path = "capgen-caps", d: int = 768, n: int = 100_000, s
     plt.close(fig)
     return rows
 
+# %% ../nbs/12_cli.ipynb #5b1918f2
+PARTS = ("clip", "tokenizer", "flow", "transformer")
+SECTIONS = ("model", "data", "train")
+FROM_DATA = {"flow": ("d",), "transformer": ("vocab_size", "grid", "cond_dim")}   # model sizes the data decides
+
+
+def part_config(part: str) -> dict:
+    """The default config of `capgen train PART`: sections `model`, `data` and `train` as JSON-able dicts (the
+    shapes-world defaults of the part's page; model sizes `None` are read off the data)."""
+    from capgen.training import TrainConfig
+    if part not in PARTS: raise ValueError(f"`part`={part!r} must be one of {list(PARTS)}")
+    shapes_data = {"path": None, "renders": 30_000, "valid_pct": 0.05, "seed": 0}
+    if part in ("clip", "tokenizer"):
+        from importlib import import_module
+        m, d, t = import_module(f"capgen.{part}").default_configs()
+        model, data = m.to_dict(), d.to_dict()
+    elif part == "flow":
+        from capgen.pipeline import flow_configs
+        m, t = flow_configs(3)
+        model, data = m.to_dict(), shapes_data
+    else:
+        from capgen.transformer import TransformerConfig, default_train_config
+        model, data, t = TransformerConfig().to_dict(), shapes_data, default_train_config(ckpt_dir="")
+    model |= {k: None for k in FROM_DATA.get(part, ())}
+    return {"model": model, "data": data, "train": {k: v for k, v in t.to_dict().items() if k != "ckpt_dir"}}
+
+
+def merge_config(part: str, config: dict | None, source: str = "the config") -> dict:
+    "`part_config(part)` updated with the sections of `config`, refusing unknown sections and keys."
+    base, config = part_config(part), config or {}
+    if not isinstance(config, dict): raise ValueError(f"{source} must be a JSON object with sections {list(SECTIONS)}")
+    unknown = sorted(set(config) - set(SECTIONS))
+    if unknown: raise ValueError(f"{source} has unknown sections {unknown}; a config has {list(SECTIONS)}")
+    out = {}
+    for sec in SECTIONS:
+        given = config.get(sec, {})
+        if not isinstance(given, dict): raise ValueError(f"{source}: section `{sec}` must be a JSON object, got {given!r}")
+        known = set(base[sec]) | ({"ckpt_dir"} if sec == "train" else set())
+        extra = sorted(set(given) - known)
+        if extra: raise ValueError(f"{source}: section `{sec}` of a {part} config has unknown keys {extra}; it knows {sorted(known)}")
+        out[sec] = base[sec] | given
+    return out
+
+
+def _shapes_or_built(data: dict, pipeline):
+    "The built dataset of a flow/transformer `data` section, its sizes, and a tokenizer that decodes its tokens (or None)."
+    from capgen.data import load_built, tokenizer_fingerprint
+    from capgen.pipeline import TextToImage
+    from capgen.transformer import shapes_tokens
+    for k, ok, allowed in (("renders", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2, "an integer ≥ 2"),
+                           ("valid_pct", lambda v: isinstance(v, (int, float)) and 0 < v < 1, "in (0, 1)"),
+                           ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+                           ("path", lambda v: v is None or isinstance(v, str), "a folder name or null")):
+        if not ok(data[k]): raise ValueError(f"`data.{k}` must be {allowed}, got {data[k]!r}")
+    if isinstance(pipeline, (str, Path)): pipeline = TextToImage.load(pipeline)
+    if data["path"] is not None:
+        built, meta = load_built(data["path"]), json.loads((Path(data["path"]) / "build.json").read_text())
+        sizes = dict(vocab_size=meta["tokenizer"]["vocab_size"], grid=meta["tokenizer"]["grid"], dim=meta["embedding_dim"])
+        same = pipeline is not None and tokenizer_fingerprint(pipeline.tokenizer)["weights"] == meta["tokenizer"]["weights"]
+        return built, sizes, pipeline.tokenizer if same else None
+    if pipeline is None:
+        raise ValueError("`data.path` is null, so shapes-world renders are embedded and tokenized by a pipeline's CLIP "
+                         "and tokenizer: pass `pipeline` (or give `data.path`, a dataset written by build_dataset)")
+    tok, emb = pipeline.tokenizer, pipeline.embedder
+    if rank_distrib() == 0: built = shapes_tokens(tok, emb, data["renders"])
+    else:   # process 0 builds (or finds) the cached dataset; the others wait for it to be finished, then read it
+        from capgen.data import load_built
+        from capgen.shapes import cache_dir, config_key
+        from capgen.transformer import _fingerprints
+        path = cache_dir() / f"shapes-tokens-{config_key({'n': data['renders'], 'split': 'train', **_fingerprints(tok, emb)})}"
+        while not (path / "state.json").is_file(): time.sleep(1)   # (no process group yet: accelerate makes it later)
+        built = load_built(path)
+    return built, dict(vocab_size=tok.vocab_size, grid=tok.grid, dim=pipeline.flow.cfg.d), tok
+
+
+def _fill_sizes(part: str, model: dict, sizes: dict) -> dict:
+    data = {"d": sizes["dim"], "vocab_size": sizes["vocab_size"], "grid": sizes["grid"], "cond_dim": sizes["dim"]}
+    model = dict(model)
+    for k in FROM_DATA[part]:
+        if model[k] is None: model[k] = data[k]
+        elif model[k] != data[k]: raise ValueError(f"`model.{k}`={model[k]} does not fit the data ({data[k]}); set it to null to take the data's")
+    return model
+
+
+def train_part(part: str, config: dict | None = None, out: str | Path = "capgen-part", resume=None, pipeline=None,
+               device=None, log=print) -> Path:
+    """Train `part` (one of `PARTS`) as `config` says (sections like `part_config(part)`'s; keys left out take the
+    defaults) and save it into the folder `out`, with `train-config.json`. `pipeline`: a `TextToImage` or its folder,
+    whose CLIP and tokenizer prepare the shapes-world renders when `data.path` is null (flow, transformer) and whose
+    tokenizer draws sample figures. Checkpoints go to `train.ckpt_dir` (default: `out` + `.checkpoints`); `resume`
+    as in `fit_cfg`. Under `accelerate launch` every process trains and process 0 saves. Returns `out`."""
+    from capgen.training import TrainConfig, _atomic_write_text, config_from_dict, micro_batch_size
+    if part not in PARTS: raise ValueError(f"`part`={part!r} must be one of {list(PARTS)}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()): raise ValueError(f"`out` {out} is not empty: it may hold a trained part; choose another folder")
+    cfg = merge_config(part, config)
+    train = dict(cfg["train"], ckpt_dir=cfg["train"].get("ckpt_dir") or str(out.with_name(out.name + ".checkpoints")))
+    tc = config_from_dict(TrainConfig, train, "section `train`")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    t0 = time.perf_counter()
+    if part == "clip":
+        from capgen.clip import ClipConfig, ShapesClipConfig, train_shapes_clip
+        m, d = config_from_dict(ClipConfig, cfg["model"], "section `model`"), config_from_dict(ShapesClipConfig, cfg["data"], "section `data`")
+        log(f"training CLIP on {d.n_train:,} shapes-world renders for {tc.epochs} epochs …")
+        trained = train_shapes_clip(m, d, tc, device=device, progress=True, resume=resume)
+        save = trained.save
+    elif part == "tokenizer":
+        from capgen.tokenizer import TokenizerConfig, TokenizerData, train_tokenizer
+        m, d = config_from_dict(TokenizerConfig, cfg["model"], "section `model`"), config_from_dict(TokenizerData, cfg["data"], "section `data`")
+        log(f"training the tokenizer on {d.n_train:,} shapes-world renders for {tc.epochs} epochs …")
+        trained = train_tokenizer(m, d, tc, resume=resume, device=device)
+        save = trained.save
+    elif part == "flow":
+        from capgen.data import load_embeddings
+        from capgen.flow import FlowConfig, flow_learner, save_flow, trained_model
+        built, sizes, _ = _shapes_or_built(cfg["data"], pipeline)
+        cfg["model"] = _fill_sizes(part, cfg["model"], sizes)
+        m = config_from_dict(FlowConfig, cfg["model"], "section `model`")
+        x_train, x_valid = load_embeddings(built, cfg["data"]["valid_pct"], cfg["data"]["seed"])
+        log(f"training the flow on {len(x_train):,} embeddings ({m.d}-d) for {tc.epochs} epochs …")
+        learn = flow_learner(x_train, x_valid, m, tc, device=device, show_graph=False)
+        learn.fit_cfg(resume=resume)
+        if learn.interrupted: raise KeyboardInterrupt(f"flow training stopped by {learn.interrupted}; its checkpoint is in {tc.ckpt_dir}")
+        trained = trained_model(learn).cpu()
+        save = lambda p: save_flow(trained, p)
+    else:
+        from capgen.data import token_dls
+        from capgen.transformer import TransformerConfig, save_transformer, train_transformer
+        built, sizes, tok = _shapes_or_built(cfg["data"], pipeline)
+        cfg["model"] = _fill_sizes(part, cfg["model"], sizes)
+        m = TransformerConfig.from_dict(cfg["model"], "section `model`")
+        dls = token_dls(built, micro_batch_size(tc), cfg["data"]["valid_pct"], cfg["data"]["seed"], device=device)
+        log(f"training the transformer ({m.n_layers} layers, d_model {m.d_model}) on "
+            f"{len(dls.train.dataset):,} images for {tc.epochs} epochs …")
+        trained = train_transformer(m, dls, tc, tok, resume=resume, show_graph=False)
+        save = lambda p: save_transformer(trained, p)
+    if rank_distrib() == 0:
+        save(out)
+        _atomic_write_text(out / "train-config.json", json.dumps({"part": part, **cfg, "train": tc.to_dict()}, indent=2) + "\n")
+        log(f"saved the {part} into {out} after {time.perf_counter() - t0:.0f} s (checkpoints kept in {tc.ckpt_dir})")
+    return out
+
 # %% ../nbs/12_cli.ipynb #39913357
 COMMANDS = {
     "demo": "the main job: train (or reuse) the shapes world's CLIP, tokenizer, transformer and flow, turn captions "
@@ -262,6 +406,8 @@ COMMANDS = {
     "generate": "images from captions, images or embeddings with a saved pipeline (default: the demo's)",
     "eval": "prompt adherence of a saved pipeline against cap size, and the comparison with other routes",
     "build-dataset": "tokenize and embed a folder of images or a 🤗 dataset into a training dataset",
+    "train": "train one part (clip, tokenizer, flow or transformer) as a JSON config says, in one process or "
+             "several (accelerate launch)",
     "caps": "sample points in spherical caps of several sizes in 768-d and check them against the exact distribution",
     "train-toy": "train a small MLP on a toy regression problem with capgen's training loop "
                  "(checkpoints, exact resume, EMA, wandb; one process or `accelerate launch`)",
@@ -326,6 +472,26 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--split", default="train", help="split of a 🤗 dataset")
     q.add_argument("--shard-size", type=int, default=1024, help="images per shard")
     q.add_argument("--num-proc", type=int, default=1, help="worker processes")
+
+    from capgen.training import TrainConfig, add_config_args
+    q = sub.add_parser("train", help=COMMANDS["train"], formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description=COMMANDS["train"] + ". clip and tokenizer train on shapes-world renders; flow and "
+                       "transformer on a dataset written by 'capgen build-dataset' (--data), or on shapes-world renders "
+                       "embedded and tokenized by --pipeline's CLIP and tokenizer.",
+                       epilog="examples:\n  capgen train transformer --print-config > t.json\n"
+                              "  capgen train transformer --config t.json --data my-data --out my-transformer\n"
+                              "  accelerate launch -m capgen.cli train flow --data my-data --out my-flow --epochs 5")
+    q.add_argument("part", choices=PARTS, metavar="PART", help="what to train: " + ", ".join(PARTS))
+    q.add_argument("--config", help="JSON file with sections model, data, train (see --print-config); keys left out take the defaults")
+    q.add_argument("--print-config", action="store_true", help="print PART's default config (JSON) and exit")
+    q.add_argument("--out", help="folder to save the trained part into (must be new or empty)")
+    q.add_argument("--data", help="flow, transformer: a dataset folder written by 'capgen build-dataset' "
+                                  "(default: data.renders shapes-world renders through --pipeline)")
+    q.add_argument("--pipeline", help=f"saved pipeline whose CLIP and tokenizer prepare the shapes-world renders and "
+                                      f"draw sample figures (default: {DEMO_PIPELINE})")
+    q.add_argument("--resume", help="'auto' (continue from the latest checkpoint if there is one), 'latest', or a checkpoint folder")
+    q.add_argument("--device", help="cpu, cuda, cuda:1, … (default: cuda when available; under accelerate launch, each process's own)")
+    add_config_args(q, TrainConfig, "training flags (TrainConfig fields: they may add to --config, not contradict it)")
 
     q = sub.add_parser("caps", help=COMMANDS["caps"], description=COMMANDS["caps"] + ".", formatter_class=fmt)
     q.add_argument("--out", default="capgen-caps", help="folder for caps.md and caps.png")
@@ -443,6 +609,49 @@ def _eval(a) -> int:
     return 0
 
 
+def _train(a) -> int:
+    import gc
+    from dataclasses import fields
+    import torch.distributed as dist
+    from capgen.training import CheckpointError, TrainConfig, _read_json
+    if a.print_config:
+        print(json.dumps(part_config(a.part), indent=2))
+        return 0
+    if not a.out: raise UsageError("--out is required: the folder to save the trained part into")
+    file = {}
+    if a.config:
+        try: file = _read_json(Path(a.config))
+        except FileNotFoundError: raise UsageError(f"--config: no such file: {a.config}") from None
+        except ValueError as e: raise UsageError(f"--config: {e}") from None
+    cfg = merge_config(a.part, file, f"--config {a.config}" if a.config else "the config")
+    flags = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if f.name in vars(a)}
+    given = file.get("train", {})
+    clash = {k: (given[k], v) for k, v in flags.items() if k in given and given[k] != v}
+    if clash:
+        said = ", ".join(f"{k}: file {x!r}, --{k.replace('_', '-')} {y!r}" for k, (x, y) in clash.items())
+        raise UsageError(f"the config file {a.config} and the flags disagree ({said}); edit the file or leave the flag out")
+    cfg["train"].update(flags)
+    if a.data is not None:
+        if a.part not in FROM_DATA:
+            raise UsageError(f"--data is for flow and transformer; {a.part} trains on shapes-world renders (the `data` section of --print-config)")
+        if cfg["data"]["path"] not in (None, a.data):
+            raise UsageError(f"the config file {a.config} and the flags disagree (data.path {cfg['data']['path']!r}, --data {a.data!r})")
+        if not (Path(a.data) / "build.json").is_file(): raise UsageError(f"--data: {a.data} is not a dataset written by 'capgen build-dataset'")
+        cfg["data"]["path"] = a.data
+    out = Path(a.out)
+    if out.exists() and any(out.iterdir()): raise UsageError(f"--out {out} is not empty: it may hold a trained part; choose another folder")
+    pipeline = _pipeline(a.pipeline) if a.part in FROM_DATA and (cfg["data"]["path"] is None or a.pipeline) else None
+    try: train_part(a.part, cfg, out, resume=a.resume, pipeline=pipeline, device=a.device)
+    except CheckpointError as e:
+        hint = "; to continue that run, add --resume auto" if "already holds" in str(e) else ""
+        raise UsageError(f"{e}{hint}") from None
+    finally:
+        if dist.is_initialized():   # gloo can abort at exit unless the process group is torn down first
+            gc.collect()
+            dist.destroy_process_group()
+    return 0
+
+
 def _markdown(rows: dict, first: str) -> str:
     cols = list(next(iter(rows.values())).keys())
     lines = ["| " + " | ".join([first] + cols) + " |", "|---" + "|---:" * len(cols) + "|"]
@@ -497,6 +706,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate": return _generate(args)
         if args.command == "eval": return _eval(args)
         if args.command == "build-dataset": return _build_dataset(args)
+        if args.command == "train": return _train(args)
     except (UsageError, ValueError) as e:
         msg = str(e)
         for flag in () if args.command == "caps" else ("n", "d_max", "sizes", "prompts", "eval_prompts", "tier"):   # name the option as the user typed it

@@ -368,20 +368,23 @@ def default_train_config(**changes) -> TrainConfig:
 
 
 def train_shapes_clip(cfg: ClipConfig = ClipConfig(), data: ShapesClipConfig = ShapesClipConfig(),
-                      train_cfg: TrainConfig | None = None, device=None, progress: bool = False) -> Embedder:
+                      train_cfg: TrainConfig | None = None, device=None, progress: bool = False, resume=None) -> Embedder:
     """Train a small CLIP on the shapes world and return its `Embedder` (EMA weights when the run keeps them).
-    `source['trained']` records the configs, the training time and the loss history."""
+    `source['trained']` records the configs, the training time and the loss history. Checkpoints go to
+    `train_cfg.ckpt_dir`, or to a temporary folder when it is empty (the default); `resume` as in `fit_cfg`."""
     train_cfg = train_cfg or default_train_config()
-    with tempfile.TemporaryDirectory(prefix="clip-ckpt-") as ckpt:
+    with tempfile.TemporaryDirectory(prefix="clip-ckpt-") as tmp:
+        ckpt = train_cfg.ckpt_dir or tmp
         learn = shapes_clip_learner(cfg, data, replace(train_cfg, ckpt_dir=ckpt), device, show_graph=progress)
         start = time.perf_counter()
-        if progress: learn.fit_cfg()
+        if progress: learn.fit_cfg(resume=resume)
         else:
             learn.logger = lambda *args: None
-            with learn.no_bar(): learn.fit_cfg()
+            with learn.no_bar(): learn.fit_cfg(resume=resume)
         seconds = time.perf_counter() - start
         if learn.interrupted:   # stopped by Ctrl-C / SIGTERM: a half-trained model must not be returned (and cached)
-            raise KeyboardInterrupt(f"CLIP training was stopped by {learn.interrupted} at step {learn.step}")
+            kept = f"; its checkpoint is in {ckpt}" if train_cfg.ckpt_dir else ""
+            raise KeyboardInterrupt(f"CLIP training was stopped by {learn.interrupted} at step {learn.step}{kept}")
         with ema_weights(learn) as m: weights = {k: v.detach().cpu().clone() for k, v in unwrap(m).state_dict().items()}
     emb = Embedder.from_config(cfg, device=device)
     emb.model.load_state_dict(weights)

@@ -31,8 +31,9 @@ __all__ = ['flow_configs', 'default_flow', 'prompt_centers', 'Generation', 'imag
 
 # %% ../nbs/10_pipeline.ipynb #91e4fc6c
 def flow_configs(embedder, **changes) -> tuple[FlowConfig, TrainConfig]:
-    "Architecture (sized to `embedder`) and training of the shapes-world flow; `changes` go to the `TrainConfig`."
-    d = int(embedder.embed_images(np.zeros((1, 8, 8, 3), np.uint8)).shape[-1])
+    """Architecture (sized to `embedder`, or to an embedding dimension) and training of the shapes-world flow;
+    `changes` go to the `TrainConfig`."""
+    d = embedder if isinstance(embedder, int) else int(embedder.embed_images(np.zeros((1, 8, 8, 3), np.uint8)).shape[-1])
     tc = TrainConfig(epochs=20, batch_size=512, lr=3e-3, schedule="warmup_cosine", warmup_pct=0.05, ema_decay=0.999,
                      ckpt_every_minutes=2.0)
     return FlowConfig(d=d, width=512, depth=4), replace(tc, **changes)

@@ -195,8 +195,8 @@ class ImageTransformer(nn.Module):
             return self.null_cond.expand(batch, -1, -1)
         x = self.cond_proj(cond * (math.sqrt(cfg.cond_dim) if cfg.cond == "embedding" else 1.0))
         x = x.view(len(cond), cfg.n_cond_tokens, cfg.d_model)
-        if drop is not None and drop.any():
-            if self.null_cond is None: raise ValueError(_NO_NULL)
+        if drop is not None and (self.null_cond is not None or drop.any()):   # the null takes part in every training
+            if self.null_cond is None: raise ValueError(_NO_NULL)                 # step: DDP needs every parameter used
             x = torch.where(drop[:, None, None], self.null_cond.to(x.dtype), x)
         return x
 

@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -36,6 +37,8 @@ def test_help_lists_commands(args):
     ("eval", ["--pipeline", "--cap-model", "--prompts", "--d-max", "--sizes", "--out"]),
     ("build-dataset", ["--out", "--pipeline", "--image-column", "--split", "--shard-size", "--num-proc"]),
     ("caps", ["--out", "--d", "--n", "--sizes", "--seed"]),
+    ("train", ["PART", "--config", "--print-config", "--out", "--data", "--pipeline", "--resume", "--device",
+               "--epochs", "--batch-size", "--lr", "--ckpt-dir", "--wandb", "accelerate launch"]),
 ])
 def test_command_help_lists_options(command, options):
     r = capgen_cmd(command, "--help")
@@ -65,6 +68,10 @@ def test_caps_small(tmp_path):
     (("eval", "-n", "1"), "-n must be an integer ≥ 2"),
     (("build-dataset", "shapes:0", "--out", "ds"), "must be an integer ≥ 1"),
     (("fly",), "invalid choice"),
+    (("train", "vae", "--out", "x"), "invalid choice"),
+    (("train", "flow"), "--out is required"),
+    (("train", "flow", "--out", "x"), "run 'capgen demo' first"),
+    (("train", "tokenizer", "--out", "x", "--lr", "-1"), "`lr` must be > 0"),
 ])
 def test_bad_input_names_the_parameter(tmp_path, args, message):
     r = capgen_cmd(*args, cwd=tmp_path)
@@ -92,3 +99,21 @@ def test_demo_fast_end_to_end(tmp_path):
                    "-n", "16", "-o", str(tmp_path / "grid.png"), env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert Image.open(tmp_path / "grid.png").size == (4 * 66 + 2, 4 * 66 + 2) and "16 images" in r.stdout
+
+    # stage 2 retrained in two CPU processes (gloo) from the shapes-world renders of this pipeline's CLIP and tokenizer
+    cfg = tmp_path / "t.json"
+    cfg.write_text(json.dumps({"model": {"d_model": 32, "n_heads": 2, "n_layers": 1}, "data": {"renders": 128, "valid_pct": 0.2}}))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "capgen.cli", "train", "transformer", "--config", str(cfg),
+           "--pipeline", str(out / "pipeline"), "--epochs", "2", "--batch-size", "16", "--out", str(tmp_path / "tf")]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                       env=os.environ | env | {"ACCELERATE_USE_CPU": "1", "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("saved the transformer into") == 1          # process 0 saves
+    from capgen.training import list_checkpoints, read_checkpoint
+    from capgen.transformer import load_transformer
+    last = read_checkpoint(list_checkpoints(tmp_path / "tf.checkpoints")[-1], tensors=False)
+    n = last["n_train"]                                               # 128 renders less the ~20% held out
+    assert last["world_size"] == 2 and 80 < n < 120 and last["step"] == 2 * ((n + 1) // 2 * 2 // 16)   # 2 epochs of 16
+    model = load_transformer(tmp_path / "tf")
+    assert model.cfg.d_model == 32 and json.loads((tmp_path / "tf" / "train-config.json").read_text())["data"]["renders"] == 128
