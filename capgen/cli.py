@@ -34,8 +34,8 @@ TIERS = {
     "fast": dict(clip=dict(n_train=1_000, n_valid=100, epochs=1), reader=dict(n_train=1_000, n_valid=200, epochs=1),
                  tokenizer=dict(n_train=1_000, n_valid=100, epochs=1), renders=1_000,
                  transformer=dict(epochs=1, d_model=64, n_heads=2, n_layers=1), flow=dict(epochs=2, width=64, depth=2)),
-    "demo": dict(clip=dict(n_train=40_000, n_valid=1_000, epochs=3), reader=dict(n_train=20_000, n_valid=1_000, epochs=3),
-                 tokenizer=dict(n_train=30_000, n_valid=1_000, epochs=3), renders=20_000,
+    "demo": dict(clip=dict(n_train=40_000, n_valid=1_000, epochs=5), reader=dict(n_train=20_000, n_valid=1_000, epochs=3),
+                 tokenizer=dict(n_train=30_000, n_valid=1_000, epochs=2), renders=20_000,
                  transformer=dict(epochs=3), flow=dict(epochs=10)),
     "full": None,   # every page's defaults
 }
@@ -429,7 +429,7 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("demo", help=COMMANDS["demo"], description=COMMANDS["demo"] + ".", formatter_class=fmt)
     q.add_argument("--out", default="capgen-demo", help="output folder (replaced whole at the end)")
     q.add_argument("--tier", choices=list(TIERS), default="demo",
-                   help="training budget: demo ≈ 13 min from nothing on 2 cores; full = the library defaults (≈ 30 min); fast ≈ 1 min, noise")
+                   help="training budget: demo ≈ 14 min from nothing on 2 cores; full = the library defaults (≈ 30 min); fast ≈ 1 min, noise")
     q.add_argument("--fast", action="store_true", help="same as --tier fast")
     q.add_argument("--full", action="store_true", help="same as --tier full")
     q.add_argument("--prompts", nargs="+", default=list(DEMO_PROMPTS), help="captions to draw")
