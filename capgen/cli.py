@@ -12,8 +12,12 @@ import re
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
+
+# fastai scripts a layer with torch.jit at import, which torch now deprecates: not the user's concern
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 import numpy as np
 import torch
@@ -22,6 +26,7 @@ from fastai.torch_core import num_distrib, rank_distrib
 
 import capgen
 from .caps import Cap, cap_distance_cdf, log_area_fraction, plot_cap_samples, sample_in_cap
+from .files import CapgenError, LoadError, OverwriteError, atomic_dir, check_writable, save_png
 from .sphere import sample_uniform
 
 # %% auto #0
@@ -148,13 +153,14 @@ of a prompt's images.</p>
 def demo(out: str | Path = "capgen-demo", tier: str = "demo", prompts=DEMO_PROMPTS, sizes=DEMO_SIZES, n: int = 8,
          cfg_scale: float = 3.0, seed: int = 0, eval_prompts: int = 48, eval_images: int = 4, log=print) -> dict:
     """The main job (see above): parts of `tier`, `n` images per prompt in `prompts` at each cap size in `sizes`,
-    the evaluation on `eval_prompts` random prompts × `eval_images` images; everything written into `out` (replaced
-    whole at the end). Returns the metrics."""
+    the evaluation on `eval_prompts` random prompts × `eval_images` images; everything written into the folder `out`
+    at the end (which must be new, empty, or a folder an earlier demo wrote). Returns the metrics."""
     import matplotlib.pyplot as plt
     from capgen.eval import METHODS, compare, eval_prompts as draw_prompts, plot_sweep, sweep
     from capgen.pipeline import TextToImage
-    from capgen.shapes import ShapesWorld, atomic_dir, reader_accuracy
+    from capgen.shapes import ShapesWorld, reader_accuracy
     if tier not in TIERS: raise ValueError(f"`tier`={tier!r} must be one of {list(TIERS)}")
+    check_writable(Path(out), "demo")     # before minutes of training, not after
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise ValueError(f"`prompts` must be non-empty captions, got {prompts!r}")
@@ -170,7 +176,7 @@ def demo(out: str | Path = "capgen-demo", tier: str = "demo", prompts=DEMO_PROMP
     lo, hi = pipe.size_range
     if any(not lo <= s <= hi for s in sizes): raise ValueError(f"`sizes` {sizes} must lie in the flow's range [{lo:g}, {hi:g}]")
     out = Path(out)
-    with atomic_dir(out) as work:
+    with atomic_dir(out, "demo") as work:
         log(f"generating {n} images for each of {len(prompts)} prompts at cap sizes {sizes} …")
         t0 = time.perf_counter()
         gens = [pipe.generate(prompts, d_max=s, n=n, cfg_scale=cfg_scale, seed=seed) for s in sizes]
@@ -239,22 +245,21 @@ def caps_demo(out: str | Path = "capgen-caps", d: int = 768, n: int = 100_000, s
     g = torch.Generator().manual_seed(seed)
     center = sample_uniform(1, d, generator=g)[0]
     caps = [Cap(center, float(v)) for v in sizes]          # validates d and every size before any work
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for cap in progress_bar(caps, display=progress, leave=False):
-        v = float(cap.d_max)
-        t0 = time.perf_counter()
-        x = sample_in_cap(cap, n, generator=g)
-        seconds = time.perf_counter() - t0
-        ks, p = _ks(d, v, cap.distance(x))
-        rows.append(dict(d_max=v, log_area_fraction=float(log_area_fraction(d, v)), n=n,
-                         inside=int(cap.contains(x).sum()), ks_statistic=ks, ks_pvalue=p, points_per_s=n / seconds))
-        (out / "caps.md").write_text(_caps_table(rows, d))   # written as it goes: an interrupted run keeps its rows
     import matplotlib.pyplot as plt
-    fig = plot_cap_samples(d_hist=d, seed=seed)
-    fig.savefig(out / "caps.png", dpi=110)
-    plt.close(fig)
+    rows = []
+    with atomic_dir(Path(out), "caps") as work:
+        for cap in progress_bar(caps, display=progress, leave=False):
+            v = float(cap.d_max)
+            t0 = time.perf_counter()
+            x = sample_in_cap(cap, n, generator=g)
+            seconds = time.perf_counter() - t0
+            ks, p = _ks(d, v, cap.distance(x))
+            rows.append(dict(d_max=v, log_area_fraction=float(log_area_fraction(d, v)), n=n,
+                             inside=int(cap.contains(x).sum()), ks_statistic=ks, ks_pvalue=p, points_per_s=n / seconds))
+        (work / "caps.md").write_text(_caps_table(rows, d))
+        fig = plot_cap_samples(d_hist=d, seed=seed)
+        fig.savefig(work / "caps.png", dpi=110)
+        plt.close(fig)
     return rows
 
 # %% ../nbs/12_cli.ipynb #5b1918f2
@@ -427,7 +432,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     q = sub.add_parser("demo", help=COMMANDS["demo"], description=COMMANDS["demo"] + ".", formatter_class=fmt)
-    q.add_argument("--out", default="capgen-demo", help="output folder (replaced whole at the end)")
+    q.add_argument("--out", default="capgen-demo", help="output folder: new, empty, or one an earlier demo wrote (replaced whole at the end)")
     q.add_argument("--tier", choices=list(TIERS), default="demo",
                    help="training budget: demo ≈ 14 min from nothing on 2 cores; full = the library defaults (≈ 30 min); fast ≈ 1 min, noise")
     q.add_argument("--fast", action="store_true", help="same as --tier fast")
@@ -449,6 +454,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--rerank", type=int, default=1, help="best-of-k: draw k·n, keep the n closest to the prompt by CLIP")
     q.add_argument("--seed", type=int, default=0, help="random seed")
     q.add_argument("-o", "--out", default="grid.png", help="the image grid to write (PNG; one row per prompt)")
+    q.add_argument("--overwrite", action="store_true", help="replace -o/--out even if it is not an image capgen wrote")
 
     q = sub.add_parser("eval", help=COMMANDS["eval"], description=COMMANDS["eval"] + ".", formatter_class=fmt)
     q.add_argument("--pipeline", default=None, help=f"saved pipeline folder (default: {DEMO_PIPELINE})")
@@ -459,7 +465,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--sizes", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5, 0.7, 1.0], help="cap sizes of the sweep")
     q.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance scale")
     q.add_argument("--seed", type=int, default=0, help="random seed")
-    q.add_argument("--out", default="capgen-eval", help="output folder: metrics.json, sweep.png (replaced whole)")
+    q.add_argument("--out", default="capgen-eval", help="output folder: metrics.json, sweep.png (new, empty, or one an earlier eval wrote)")
 
     q = sub.add_parser("build-dataset", help=COMMANDS["build-dataset"], formatter_class=fmt,
                        description=COMMANDS["build-dataset"] + ", with a pipeline's CLIP and tokenizer. An interrupted "
@@ -494,7 +500,7 @@ def _parser() -> argparse.ArgumentParser:
     add_config_args(q, TrainConfig, "training flags (TrainConfig fields: they may add to --config, not contradict it)")
 
     q = sub.add_parser("caps", help=COMMANDS["caps"], description=COMMANDS["caps"] + ".", formatter_class=fmt)
-    q.add_argument("--out", default="capgen-caps", help="folder for caps.md and caps.png")
+    q.add_argument("--out", default="capgen-caps", help="folder for caps.md and caps.png (new, empty, or one an earlier caps run wrote)")
     q.add_argument("--d", type=int, default=768, help="dimension of the embedding space")
     q.add_argument("--n", type=int, default=100_000, help="points per cap")
     q.add_argument("--sizes", type=float, nargs="+", default=list(CAPS_SIZES), help="cap sizes d_max in [0, 2]")
@@ -540,17 +546,6 @@ def _positive(name: str, v, lo: int = 1):
     if v < lo: raise UsageError(f"{name} must be an integer ≥ {lo}, got {v}")
 
 
-def _write_atomic(path: Path, write):
-    "Call `write(tmp)` on a temporary file next to `path`, then rename it to `path`; nothing is left on failure."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-
-
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 
 
@@ -559,22 +554,32 @@ def _generate(a) -> int:
     from capgen.pipeline import image_grid, prompt_centers
     out = Path(a.out)
     if out.suffix.lower() != ".png": raise UsageError(f"-o/--out must name a .png file, got {a.out!r}")
+    if out.is_dir(): raise UsageError(f"-o/--out {a.out} is a folder: name the .png file to write")
+    if out.exists() and not a.overwrite:
+        from capgen.files import written_by_capgen
+        if not written_by_capgen(out): raise UsageError(f"-o/--out {a.out} exists and is not an image capgen wrote: choose another name, or add --overwrite")
     _positive("-n", a.n); _positive("--rerank", a.rerank)
     if not 0 <= a.d_max <= 2: raise UsageError(f"--d-max must lie in [0, 2], got {a.d_max:g}")
     if a.cfg_scale < 0: raise UsageError(f"--cfg-scale must be ≥ 0, got {a.cfg_scale:g}")
+    images = {}
     for p in a.prompts:
+        if not p.strip(): raise UsageError("PROMPT: an empty caption")
         if p.lower().endswith(IMAGE_SUFFIXES) and not Path(p).is_file(): raise UsageError(f"PROMPT {p!r}: no such image file")
+        if Path(p).is_file():
+            try:
+                with Image.open(p) as im: images[p] = im.convert("RGB")
+            except (OSError, ValueError) as e: raise UsageError(f"PROMPT {p!r}: not a readable image ({e})") from None
     pipe = _pipeline(a.pipeline)
     lo, hi = pipe.size_range
     if not lo <= a.d_max <= hi: raise UsageError(f"--d-max {a.d_max:g} is outside the cap sizes the flow was trained on, [{lo:g}, {hi:g}]")
     centers, labels = [], []
     for p in a.prompts:
-        c, _ = prompt_centers(pipe.embedder, Image.open(p).convert("RGB") if Path(p).is_file() else p)
+        c, _ = prompt_centers(pipe.embedder, images.get(p, p))
         centers.append(c); labels.append(p)
     gen = pipe.generate(torch.cat(centers), d_max=a.d_max, n=a.n, cfg_scale=a.cfg_scale, seed=a.seed, rerank=a.rerank)
     m = len(labels)
     grid = image_grid(gen.images.reshape(-1, *gen.images.shape[2:]), a.n if m > 1 else None)
-    _write_atomic(out, lambda t: grid.save(t, format="PNG"))
+    save_png(grid, out, overwrite=True)    # checked above, before the work
     inside = gen.in_cap.flatten()
     print(f"wrote {out}: {m * a.n} images ({a.n} per prompt{', one row each' if m > 1 else ''}) in caps of d_max "
           f"{a.d_max:g}; {int(inside.sum())}/{len(inside)} images' CLIP embeddings inside their cap")
@@ -584,9 +589,11 @@ def _generate(a) -> int:
 def _eval(a) -> int:
     import matplotlib.pyplot as plt
     from capgen.eval import compare, eval_prompts, plot_sweep, sweep
-    from capgen.shapes import atomic_dir, default_reader
+    from capgen.shapes import default_reader
     from capgen.transformer import load_transformer
     _positive("--prompts", a.prompts); _positive("-n", a.n, 2)
+    try: check_writable(Path(a.out), "eval")
+    except OverwriteError as e: raise UsageError(f"--out: {e}") from None
     for s in [a.d_max, *a.sizes]:
         if not 0 < s <= 2: raise UsageError(f"--d-max/--sizes must be cap sizes in (0, 2], got {s:g}")
     if a.cap_model and not (Path(a.cap_model) / "transformer.json").is_file():
@@ -598,7 +605,7 @@ def _eval(a) -> int:
     texts, attrs = eval_prompts(a.prompts, seed=a.seed)
     table = compare(pipe, reader, texts, attrs, cap_model, n=a.n, d_max=a.d_max, cfg_scale=a.cfg_scale, seed=a.seed)
     sw = sweep(pipe, reader, texts, attrs, sizes=a.sizes, n=a.n, cfg_scale=a.cfg_scale, seed=a.seed)
-    with atomic_dir(Path(a.out)) as work:
+    with atomic_dir(Path(a.out), "eval") as work:
         fig = plot_sweep(sw); fig.savefig(work / "sweep.png", dpi=100); plt.close(fig)
         metrics = {"prompts": a.prompts, "images_per_prompt": a.n, "d_max": a.d_max, "cfg_scale": a.cfg_scale, "seed": a.seed,
                    "comparison": {k: _pct(r) for k, r in table.to_dict("index").items()},
@@ -613,7 +620,7 @@ def _train(a) -> int:
     import gc
     from dataclasses import fields
     import torch.distributed as dist
-    from capgen.training import CheckpointError, TrainConfig, _read_json
+    from capgen.training import CheckpointError, TrainConfig, _read_json, config_from_dict
     if a.print_config:
         print(json.dumps(part_config(a.part), indent=2))
         return 0
@@ -623,7 +630,8 @@ def _train(a) -> int:
         try: file = _read_json(Path(a.config))
         except FileNotFoundError: raise UsageError(f"--config: no such file: {a.config}") from None
         except ValueError as e: raise UsageError(f"--config: {e}") from None
-    cfg = merge_config(a.part, file, f"--config {a.config}" if a.config else "the config")
+    try: cfg = merge_config(a.part, file, f"--config {a.config}" if a.config else "the config")
+    except ValueError as e: raise UsageError(str(e)) from None
     flags = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if f.name in vars(a)}
     given = file.get("train", {})
     clash = {k: (given[k], v) for k, v in flags.items() if k in given and given[k] != v}
@@ -631,6 +639,8 @@ def _train(a) -> int:
         said = ", ".join(f"{k}: file {x!r}, --{k.replace('_', '-')} {y!r}" for k, (x, y) in clash.items())
         raise UsageError(f"the config file {a.config} and the flags disagree ({said}); edit the file or leave the flag out")
     cfg["train"].update(flags)
+    try: config_from_dict(TrainConfig, dict(cfg["train"]), "the training settings")   # every value checked before any work
+    except (ValueError, TypeError) as e: raise UsageError(str(e)) from None
     if a.data is not None:
         if a.part not in FROM_DATA:
             raise UsageError(f"--data is for flow and transformer; {a.part} trains on shapes-world renders (the `data` section of --print-config)")
@@ -684,12 +694,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train-toy": return _train_toy(rest)
     if rest: parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command is None:
-        parser.print_help()
-        return 0
+        parser.print_help(sys.stderr)
+        return 2
     name = f"capgen {args.command}"
     import matplotlib; matplotlib.use("Agg")      # files only, no windows
     try:
+        if getattr(args, "device", None): _check_device(args.device)
+        for flag in ("out", "pipeline", "config", "data"):   # a folder or file the user named: refuse a bad one first
+            v = getattr(args, flag, None)
+            if isinstance(v, str) and not v.strip(): raise UsageError(f"--{flag} is empty")
+        if args.command in ("demo", "caps") and args.out:
+            try: check_writable(Path(args.out), args.command)
+            except OverwriteError as e: raise UsageError(f"--out: {e}") from None
         if args.command == "caps":
+            _positive("--n", args.n); _positive("--d", args.d, 2)
+            if any(not 0 <= s <= 2 for s in args.sizes): raise UsageError(f"--sizes must be cap sizes d_max in [0, 2], got {args.sizes}")
             rows = caps_demo(args.out, d=args.d, n=args.n, sizes=args.sizes, seed=args.seed)
             print(_caps_table(rows, args.d))
             print(f"Wrote {Path(args.out) / 'caps.md'} and {Path(args.out) / 'caps.png'}.")
@@ -700,6 +719,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "demo":
             if args.fast and args.full: raise UsageError("--fast and --full exclude each other")
+            _positive("-n", args.n); _positive("--eval-prompts", args.eval_prompts)
+            if any(not 0 < s <= 2 for s in args.sizes): raise UsageError(f"--sizes must be cap sizes d_max in (0, 2], got {args.sizes}")
+            if any(not p.strip() for p in args.prompts): raise UsageError("--prompts: an empty caption")
             tier = "fast" if args.fast else "full" if args.full else args.tier
             demo(args.out, tier, args.prompts, args.sizes, args.n, args.cfg_scale, args.seed, args.eval_prompts)
             return 0
@@ -707,15 +729,32 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval": return _eval(args)
         if args.command == "build-dataset": return _build_dataset(args)
         if args.command == "train": return _train(args)
-    except (UsageError, ValueError) as e:
-        msg = str(e)
-        for flag in () if args.command == "caps" else ("n", "d_max", "sizes", "prompts", "eval_prompts", "tier"):   # name the option as the user typed it
-            msg = msg.replace(f"`{flag}`", "-n" if flag == "n" else "--" + flag.replace("_", "-"))
-        parser.exit(2, f"{name}: error: {msg}\n")
+    except UsageError as e:      # a flag or argument the user typed
+        parser.exit(2, f"{name}: error: {e}\n")
+    except (CapgenError, ValueError) as e:   # a file, a folder or a value capgen cannot use, found by the library
+        return _fail(name, str(e))
+    except OSError as e:        # a file missing, unreadable, or a full disk
+        return _fail(name, f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}")
     except KeyboardInterrupt as e:
-        print(f"\n{name}: interrupted ({e}); finished parts and checkpoints are kept: run it again to continue", file=sys.stderr)
+        said = f" ({e})" if str(e) else ""
+        print(f"\n{name}: interrupted{said}; finished parts and checkpoints are kept: run it again to continue", file=sys.stderr)
         return 130
     return 0
+
+
+def _fail(name: str, msg: str) -> int:
+    print(f"{name}: error: {msg.splitlines()[0] if msg else 'failed'}", file=sys.stderr)
+    return 1
+
+
+def _check_device(device: str):
+    try: d = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {device!r} is not a device: use cpu, cuda, cuda:N or mps") from None
+    if d.type == "cuda" and not torch.cuda.is_available(): raise UsageError(f"--device {device}: this machine has no CUDA GPU")
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if d.type == "mps" and not torch.backends.mps.is_available(): raise UsageError(f"--device {device}: MPS is not available here")
 
 
 # `python -m capgen.cli …`, which is how `accelerate launch -m capgen.cli …` starts each process (a notebook

@@ -9,6 +9,7 @@ import difflib
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -25,7 +26,8 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from safetensors.torch import load_file, save_file
 
-from .shapes import ATTRIBUTES, ShapesWorld, atomic_dir, cache_dir, config_key, describe, parse_caption, prompt
+from .files import LoadError, WEIGHTS, cache_dir, cached, config_key, fit_weights, read_part, save_part
+from .shapes import ATTRIBUTES, ShapesWorld, describe, parse_caption, prompt
 from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
 
 # %% auto #0
@@ -244,28 +246,24 @@ def from_pretrained(cls: Embedder, name: str, pretrained: str | None, device=Non
 # %% ../nbs/06_clip.ipynb #b46a8c79
 @patch
 def save(self: Embedder, path: str | Path) -> Path:
-    "Write the weights (`model.safetensors`) and what rebuilds the model (`embedder.json`) into the folder `path`."
-    path = Path(path)
-    with atomic_dir(path) as work:
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        save_file(weights, str(work / "model.safetensors"))
-        meta = dict(source=self.source, image_size=self.image_size, mean=list(self.mean), std=list(self.std))
-        (work / "embedder.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return path
+    "Write the weights (`model.safetensors`), what rebuilds the model (`embedder.json`) and capgen's marker into the folder `path`."
+    meta = dict(source=self.source, image_size=self.image_size, mean=list(self.mean), std=list(self.std))
+    return save_part(path, "embedder", self.model, meta)
 
 
 @patch(cls_method=True)
 def load(cls: Embedder, path: str | Path, device=None, batch_size: int = 256) -> Embedder:
-    "The embedder `save` wrote into the folder `path` (safetensors and JSON only)."
+    "The embedder `save` wrote into the folder `path` (safetensors and JSON only); a broken folder raises `LoadError`."
     path = Path(path)
-    for name in ("embedder.json", "model.safetensors"):
-        if not (path / name).is_file(): raise FileNotFoundError(f"`path` {path} has no {name}: not a saved Embedder")
-    meta = json.loads((path / "embedder.json").read_text())
-    src = meta["source"]
-    if "clip_config" in src: e = cls.from_config(ClipConfig.from_dict(src["clip_config"]), batch_size=batch_size)
-    else: e = cls.from_pretrained(src["open_clip"], None, batch_size=batch_size)
-    e.model.load_state_dict(load_file(str(path / "model.safetensors")))
-    e.source, e.image_size, e.mean, e.std = src, meta["image_size"], tuple(meta["mean"]), tuple(meta["std"])
+    meta, weights = read_part(path, "embedder")
+    try:
+        src = meta["source"]
+        if "clip_config" in src: e = cls.from_config(ClipConfig.from_dict(src["clip_config"]), batch_size=batch_size)
+        else: e = cls.from_pretrained(src["open_clip"], None, batch_size=batch_size)
+        e.source, e.image_size, e.mean, e.std = src, int(meta["image_size"]), tuple(meta["mean"]), tuple(meta["std"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as ex:
+        raise LoadError(f"{path / 'embedder.json'}: not a valid embedder description ({type(ex).__name__}: {ex})") from None
+    fit_weights(e.model, weights, path / WEIGHTS)
     return e.to(device or "cpu")
 
 # %% ../nbs/06_clip.ipynb #a97287c7
@@ -451,13 +449,21 @@ def cached_path(configs: tuple[ClipConfig, ShapesClipConfig, TrainConfig], cache
 def default_embedder(device=None, cache: str | Path | None = None, retrain: bool = False,
                      configs: tuple[ClipConfig, ShapesClipConfig, TrainConfig] | None = None) -> Embedder:
     """The shapes-world CLIP trained with `configs` (default: `default_configs()`), loaded from
-    `cache` (default `capgen.shapes.cache_dir()`) if it was trained before, else trained now (minutes on a CPU)
-    and saved there atomically."""
+    `cache` (default `capgen.files.cache_dir()`) if it was trained before, else trained now (minutes on a CPU)
+    and saved there atomically. An interrupted training (Ctrl-C) keeps its checkpoint beside it in the cache and
+    continues from it at the next call."""
     cfg, data, train_cfg = configs or default_configs()
     path = cached_path((cfg, data, train_cfg), cache)
-    if retrain or not (path / "model.safetensors").is_file():
-        train_shapes_clip(cfg, data, train_cfg).save(path)
-    return Embedder.load(path, device)
+    ckpt = path.with_name(path.name + ".checkpoints")
+
+    def fit(p):
+        tc = train_cfg if train_cfg.ckpt_dir else replace(train_cfg, ckpt_dir=str(ckpt))
+        train_shapes_clip(cfg, data, tc, resume="auto").save(p)
+        shutil.rmtree(ckpt, ignore_errors=True)
+    if retrain:
+        shutil.rmtree(ckpt, ignore_errors=True)
+        fit(path)
+    return cached(path, "CLIP", fit, lambda p: Embedder.load(p, device))
 
 # %% ../nbs/06_clip.ipynb #8a03f97a
 def modality_gap(embedder: Embedder, world: ShapesWorld = ShapesWorld(), n: int = 1000, split: str = "validation",

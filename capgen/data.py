@@ -27,6 +27,7 @@ from fastprogress.fastprogress import progress_bar
 
 from .flow import flow_dls
 from .shapes import SPLITS, ShapesWorld, describe, random_scene, render
+from .files import OverwriteError
 from .training import _atomic_write_text
 
 # %% auto #0
@@ -384,11 +385,11 @@ def _claim(out: Path, manifest: dict):
                 if a == b: continue
                 if k == "settings" and isinstance(a, dict): diff += [f"settings.{s}" for s in sorted(set(a) | set(b)) if a.get(s) != b.get(s)]
                 else: diff.append(k)
-            raise ValueError(f"`out_dir` {out} holds a different build (differs in: {', '.join(diff)}); "
+            raise OverwriteError(f"`out_dir` {out} holds a different build (differs in: {', '.join(diff)}); "
                              f"use a new `out_dir`, or delete this one to rebuild")
         return
     if out.exists() and any(p.name != "shards" and not p.name.startswith(".build.json.tmp-") for p in out.iterdir()):
-        raise ValueError(f"`out_dir` {out} exists, is not empty and holds no capgen build: choose a new or empty folder")
+        raise OverwriteError(f"`out_dir` {out} exists, is not empty and holds no capgen build: choose a new or empty folder")
     (out / "shards").mkdir(parents=True, exist_ok=True)
     _write_json(path, manifest)
 

@@ -24,6 +24,7 @@ from .sphere import (_check_dim, _sinc, exp_map, geodesic_distance, log_map, log
                            project_tangent, sample_uniform)
 from .caps import (DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_cap, log_area,
                          sample_caps_containing, sample_in_cap)
+from .files import load_part, save_part
 from .training import config_from_dict, unwrap
 
 # %% auto #0
@@ -648,22 +649,11 @@ def rejection_sample(model: VectorField, cap: Cap, n: int, max_tries: int = 1_00
 
 # %% ../nbs/03_flow.ipynb #94e237d4
 def save_flow(model: VectorField, path) -> Path:
-    "Write `model`'s weights (`model.safetensors`) and config (`flow.json`) into the directory `path`, atomically."
-    from safetensors.torch import save_file
-    from capgen.shapes import atomic_dir
+    "Write `model`'s weights (`model.safetensors`), config (`flow.json`) and capgen's marker into the folder `path`, atomically."
     model = unwrap(model)
-    with atomic_dir(Path(path)) as work:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(work / "model.safetensors"))
-        (work / "flow.json").write_text(json.dumps(model.cfg.to_dict(), indent=2))
-    return Path(path)
+    return save_part(path, "flow", model, model.cfg.to_dict())
 
 
 def load_flow(path, device=None) -> VectorField:
-    "The `VectorField` saved by `save_flow` in the directory `path`, in eval mode."
-    from safetensors.torch import load_file
-    path = Path(path)
-    for name in ("flow.json", "model.safetensors"):
-        if not (path / name).is_file(): raise FileNotFoundError(f"`path` {path} has no {name}: not a saved flow")
-    model = VectorField(FlowConfig.from_dict(json.loads((path / "flow.json").read_text())))
-    model.load_state_dict(load_file(str(path / "model.safetensors"), device=str(device or "cpu")))
-    return model.to(device or "cpu").eval()
+    "The `VectorField` saved by `save_flow` in the folder `path`, in eval mode; a broken folder raises `LoadError`."
+    return load_part(path, "flow", lambda m: VectorField(FlowConfig.from_dict(m)), device)[0]

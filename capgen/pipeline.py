@@ -22,11 +22,12 @@ from torch import Tensor
 import capgen
 from .caps import Cap
 from .flow import FlowConfig, VectorField, flow_learner, load_flow, sample, save_flow, trained_model
+from .files import LoadError, atomic_dir, cache_dir, cached, check_part, config_key, read_json
 from .training import TrainConfig, unwrap
 from .transformer import ImageTransformer, _check_sampling, generate, load_transformer, save_transformer
 
 # %% auto #0
-__all__ = ['flow_configs', 'default_flow', 'prompt_centers', 'Generation', 'image_grid', 'TextToImage', 'best_of',
+__all__ = ['PARTS', 'flow_configs', 'default_flow', 'prompt_centers', 'Generation', 'image_grid', 'TextToImage', 'best_of',
            'default_pipeline']
 
 # %% ../nbs/10_pipeline.ipynb #91e4fc6c
@@ -47,7 +48,6 @@ def default_flow(tokenizer=None, embedder=None, device=None, cache=None, retrain
     continues from its checkpoint at the next call."""
     from capgen.clip import default_embedder
     from capgen.data import load_embeddings
-    from capgen.shapes import cache_dir, config_key
     from capgen.tokenizer import default_tokenizer
     from capgen.transformer import _fingerprints, shapes_tokens
     tokenizer, embedder = tokenizer or default_tokenizer(), embedder or default_embedder()
@@ -55,16 +55,19 @@ def default_flow(tokenizer=None, embedder=None, device=None, cache=None, retrain
     train = {k: v for k, v in tc.to_dict().items() if k not in ("ckpt_dir", "ckpt_every_minutes", "wandb")}
     key = config_key({"model": cfg.to_dict(), "n": n, "train": train, **_fingerprints(tokenizer, embedder)})
     path = Path(cache or cache_dir()) / f"flow-{key}"
-    if retrain or not (path / "model.safetensors").is_file():
+    ckpt = path.with_name(path.name + ".checkpoints")
+
+    def fit(p):
         x_train, x_valid = load_embeddings(shapes_tokens(tokenizer, embedder, n, cache=cache))
-        ckpt = path.with_name(path.name + ".checkpoints")
-        if retrain: shutil.rmtree(ckpt, ignore_errors=True)
         learn = flow_learner(x_train, x_valid, cfg, replace(tc, ckpt_dir=str(ckpt)), cbs=list(cbs or []))
         learn.fit_cfg(resume="auto")
         if learn.interrupted: raise KeyboardInterrupt(f"flow training interrupted; its checkpoint is in {ckpt}")
-        save_flow(trained_model(learn), path)
+        save_flow(trained_model(learn), p)
         shutil.rmtree(ckpt, ignore_errors=True)
-    return load_flow(path, device)
+    if retrain:
+        shutil.rmtree(ckpt, ignore_errors=True)
+        fit(path)
+    return cached(path, "flow", fit, lambda p: load_flow(p, device))
 
 # %% ../nbs/10_pipeline.ipynb #ba21add7
 def _is_image_batch(x) -> bool:
@@ -153,6 +156,9 @@ def _check_count(name: str, v, lo: int = 1) -> int:
     return v
 
 
+PARTS = ["embedder", "flow", "transformer", "tokenizer"]   # the sub-folders of a saved pipeline
+
+
 class TextToImage:
     "Prompt → cap → stage-1 flow → embeddings → stage-2 transformer → tokens → tokenizer → images."
     def __init__(self, embedder, flow: VectorField, transformer: ImageTransformer, tokenizer):
@@ -217,13 +223,12 @@ class TextToImage:
 
     def save(self, path) -> Path:
         "Write the four parts into sub-folders of `path` (safetensors + JSON each) and `pipeline.json`, atomically."
-        from capgen.shapes import atomic_dir
-        with atomic_dir(Path(path)) as work:
+        with atomic_dir(Path(path), "pipeline") as work:
             self.embedder.save(work / "embedder")
             save_flow(self.flow, work / "flow")
             save_transformer(self.transformer, work / "transformer")
             self.tokenizer.save(work / "tokenizer")
-            meta = {"format": 1, "capgen": capgen.__version__, "parts": ["embedder", "flow", "transformer", "tokenizer"]}
+            meta = {"format": 1, "capgen": capgen.__version__, "parts": PARTS}
             (work / "pipeline.json").write_text(json.dumps(meta, indent=2) + "\n")
         return Path(path)
 
@@ -233,9 +238,14 @@ class TextToImage:
         from capgen.clip import Embedder
         from capgen.tokenizer import load_tokenizer
         path = Path(path)
-        if not (path / "pipeline.json").is_file(): raise FileNotFoundError(f"`path` {path} has no pipeline.json: not a saved TextToImage")
-        return cls(Embedder.load(path / "embedder", device), load_flow(path / "flow", device),
-                   load_transformer(path / "transformer", device), load_tokenizer(path / "tokenizer", device))
+        check_part(path, "pipeline")
+        meta = read_json(path / "pipeline.json", "the pipeline's description")
+        if meta.get("parts") != PARTS:
+            raise LoadError(f"{path / 'pipeline.json'}: `parts` must be {PARTS}, got {meta.get('parts')!r}")
+        parts = (Embedder.load(path / "embedder", device), load_flow(path / "flow", device),
+                 load_transformer(path / "transformer", device), load_tokenizer(path / "tokenizer", device))
+        try: return cls(*parts)
+        except ValueError as e: raise LoadError(f"{path}: its parts do not fit together: {e}") from None
 
 
 def best_of(gen: Generation, n: int) -> Generation:

@@ -20,39 +20,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .files import atomic_dir, cache_dir, cached, config_key, load_part, save_part
+
 # %% auto #0
 __all__ = ['SHAPES', 'COLOURS', 'SIZES', 'POSITIONS', 'BACKGROUNDS', 'ATTRIBUTES', 'OBJECT_ATTRIBUTES', 'RADIUS', 'OUTLINES',
-           'SPLITS', 'SYNONYMS', 'PLACES', 'TEMPLATES', 'PHRASES', 'READ', 'N_CLASSES', 'cache_dir', 'atomic_dir',
-           'config_key', 'Thing', 'Scene', 'cell_centre', 'render', 'random_scene', 'ShapesWorld', 'show_images',
-           'describe', 'prompt', 'parse_caption', 'shapes_split', 'shapes_dataset', 'ReaderConfig', 'AttributeReader',
-           'split_logits', 'reader_loss', 'attribute_targets', 'degrade', 'Degrade', 'reader_dls', 'reader_learner',
-           'train_reader', 'save_reader', 'load_reader', 'default_reader', 'read_attributes', 'reader_accuracy']
-
-# %% ../nbs/05_shapes.ipynb #a2124e23
-def cache_dir() -> Path:
-    "Where capgen keeps trained defaults: `$CAPGEN_CACHE`, else `~/.cache/capgen` (created on demand)."
-    path = Path(os.environ.get("CAPGEN_CACHE") or Path.home() / ".cache" / "capgen")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@contextmanager
-def atomic_dir(path: Path):
-    "Yield a fresh temporary folder next to `path`; on success it replaces `path`, on failure it is removed."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-tmp-"))
-    try:
-        yield work
-        if path.exists(): shutil.rmtree(path)
-        work.rename(path)
-    finally:
-        if work.exists(): shutil.rmtree(work)
-
-
-def config_key(cfg: dict) -> str:
-    "A short stable hash of a JSON-able config, to name cached artefacts by what made them."
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+           'SPLITS', 'SYNONYMS', 'PLACES', 'TEMPLATES', 'PHRASES', 'READ', 'N_CLASSES', 'Thing', 'Scene', 'cell_centre',
+           'render', 'random_scene', 'ShapesWorld', 'show_images', 'describe', 'prompt', 'parse_caption',
+           'shapes_split', 'shapes_dataset', 'ReaderConfig', 'AttributeReader', 'split_logits', 'reader_loss',
+           'attribute_targets', 'degrade', 'Degrade', 'reader_dls', 'reader_learner', 'train_reader', 'save_reader',
+           'load_reader', 'default_reader', 'read_attributes', 'reader_accuracy']
 
 # %% ../nbs/05_shapes.ipynb #d25d9dde
 SHAPES = ("circle", "square", "triangle", "star", "cross", "heart")
@@ -504,12 +480,12 @@ def reader_learner(cfg: ReaderConfig = ReaderConfig(), ckpt_dir=None, device=Non
                         cbs=[Degrade()] + list(kwargs.pop("cbs", [])), **kwargs)
 
 
-def train_reader(cfg: ReaderConfig = ReaderConfig(), **kwargs) -> AttributeReader:
-    "Train an `AttributeReader` as `cfg` says; returns it with its EMA weights, in eval mode."
+def train_reader(cfg: ReaderConfig = ReaderConfig(), resume=None, **kwargs) -> AttributeReader:
+    "Train an `AttributeReader` as `cfg` says (`resume` as in `fit_cfg`); returns it with its EMA weights, in eval mode."
     import copy
     from capgen.training import ema_weights, unwrap
     learn = reader_learner(cfg, **kwargs)
-    learn.fit_cfg()
+    learn.fit_cfg(resume=resume)
     if learn.interrupted:   # stopped by Ctrl-C / SIGTERM: a half-trained reader must not be returned (and cached)
         raise KeyboardInterrupt(f"reader training was stopped by {learn.interrupted} at step {learn.step}")
     with ema_weights(learn) as m:
@@ -517,31 +493,25 @@ def train_reader(cfg: ReaderConfig = ReaderConfig(), **kwargs) -> AttributeReade
 
 
 def save_reader(reader: AttributeReader, path) -> Path:
-    "Write `model.safetensors` and `reader.json` into the directory `path`, through a temp dir renamed at the end."
-    from safetensors.torch import save_file
-    with atomic_dir(path) as work:
-        save_file({k: v.detach().cpu().contiguous() for k, v in reader.state_dict().items()}, str(work / "model.safetensors"))
-        (work / "reader.json").write_text(json.dumps(reader.cfg.to_dict(), indent=2))
-    return Path(path)
+    "Write the reader into the folder `path` (`model.safetensors`, `reader.json` and capgen's marker), atomically."
+    return save_part(path, "reader", reader, reader.cfg.to_dict())
 
 
 def load_reader(path, device=None) -> AttributeReader:
-    "The reader saved by `save_reader` in the directory `path`, in eval mode."
-    from safetensors.torch import load_file
-    path = Path(path)
-    for name in ("reader.json", "model.safetensors"):
-        if not (path / name).is_file(): raise FileNotFoundError(f"`path` {path} has no {name}: not a saved reader")
-    reader = AttributeReader(ReaderConfig(**json.loads((path / "reader.json").read_text())))
-    reader.load_state_dict(load_file(str(path / "model.safetensors")))
-    return reader.to(device or "cpu").eval()
+    "The reader saved by `save_reader` in the folder `path`, in eval mode; a broken folder raises `LoadError`."
+    return load_part(path, "reader", lambda m: AttributeReader(ReaderConfig(**m)), device)[0]
 
 
-def default_reader(cfg: ReaderConfig = ReaderConfig(), device=None, retrain: bool = False) -> AttributeReader:
-    "The reader trained with `cfg`, from `cache_dir()` if it was trained before, else trained now and cached."
+def default_reader(cfg: ReaderConfig = ReaderConfig(), device=None, retrain: bool = False, log=print) -> AttributeReader:
+    """The reader trained with `cfg`, from `cache_dir()` if it was trained before, else trained now and cached. An
+    interrupted training (Ctrl-C) keeps its checkpoint in the cache and continues from it at the next call."""
     path = cache_dir() / f"reader-{config_key(cfg.to_dict())}"
-    if retrain or not (path / "model.safetensors").is_file():
-        save_reader(train_reader(cfg), path)
-    return load_reader(path, device)
+    ckpt = path.with_name(path.name + ".checkpoints")
+    def train(p):
+        save_reader(train_reader(cfg, ckpt_dir=ckpt, resume="auto"), p)
+        shutil.rmtree(ckpt, ignore_errors=True)
+    if retrain: train(path)
+    return cached(path, "reader", train, lambda p: load_reader(p, device), log)
 
 
 @torch.no_grad()

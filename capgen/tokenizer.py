@@ -24,7 +24,8 @@ from fastai.data.load import DataLoader
 from safetensors.torch import load_file, save_file
 
 from .clip import images_to_tensor
-from .shapes import ShapesWorld, atomic_dir, cache_dir, config_key
+from .files import LoadError, cache_dir, cached, config_key, load_part, save_part
+from .shapes import ShapesWorld
 from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
 
 # %% auto #0
@@ -212,12 +213,9 @@ class FSQTokenizer(Tokenizer):
     def _decode(self, t): return self.decoder(self.fsq.from_index(t).permute(0, 3, 1, 2))
 
     def save(self, path) -> Path:
-        "Write `model.safetensors` and `tokenizer.json` into the directory `path` (atomically)."
-        with atomic_dir(path) as work:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(work / "model.safetensors"))
-            meta = {"kind": "fsq", "config": self.cfg.to_dict(), "train_seconds": getattr(self, "train_seconds", None)}
-            (work / "tokenizer.json").write_text(json.dumps(meta, indent=2))
-        return Path(path)
+        "Write `model.safetensors`, `tokenizer.json` and capgen's marker into the folder `path`, atomically."
+        meta = {"kind": "fsq", "config": self.cfg.to_dict(), "train_seconds": getattr(self, "train_seconds", None)}
+        return save_part(path, "tokenizer", self, meta)
 
 # %% ../nbs/07_tokenizer.ipynb #a38cfea8
 def _norm(c: int) -> nn.GroupNorm: return nn.GroupNorm(32, c, eps=1e-6)
@@ -380,12 +378,8 @@ class VQGANTokenizer(Tokenizer):
     def _decode(self, t): return self.decoder(self.post_quant_conv(self.quantize.from_index(t)))
 
     def save(self, path) -> Path:
-        "Write `model.safetensors` (taming's parameter names) and `tokenizer.json` into the directory `path`."
-        with atomic_dir(path) as work:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(work / "model.safetensors"))
-            (work / "tokenizer.json").write_text(json.dumps({"kind": "vqgan", "config": self.cfg.to_dict(),
-                                                             "image_size": self.image_size}, indent=2))
-        return Path(path)
+        "Write `model.safetensors` (taming's parameter names), `tokenizer.json` and capgen's marker into the folder `path`."
+        return save_part(path, "tokenizer", self, {"kind": "vqgan", "config": self.cfg.to_dict(), "image_size": self.image_size})
 
 # %% ../nbs/07_tokenizer.ipynb #f4c87f46
 def vqgan_config_from_state_dict(sd: dict) -> VQGANConfig:
@@ -421,20 +415,24 @@ def read_state_dict(path) -> dict[str, Tensor]:
     weights-only unpickler, with inert stand-ins for the other objects it names. Lightning's `{'state_dict': ...}`
     wrapper and latent-diffusion's `first_stage_model.` prefix are removed; training-loss tensors (`loss.*`) dropped."""
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"`path` {path} is not a file")
-    if path.suffix == ".safetensors": sd = load_file(str(path))
+    if not path.is_file(): raise LoadError(f"`path` {path} is not a file (expected a checkpoint)")
+    if path.suffix == ".safetensors":
+        try: sd = load_file(str(path))
+        except Exception as e: raise LoadError(f"{path}: not a readable safetensors file ({e})") from None
     else:
         from torch.serialization import get_unsafe_globals_in_checkpoint, safe_globals
-        names = get_unsafe_globals_in_checkpoint(str(path))
-        stand_ins = [(type(n.rsplit(".", 1)[-1], (_Inert,), {}), n) for n in names]
         try:
+            names = get_unsafe_globals_in_checkpoint(str(path))
+            stand_ins = [(type(n.rsplit(".", 1)[-1], (_Inert,), {}), n) for n in names]
             with safe_globals(stand_ins): obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             why = next((l for l in str(e).splitlines() if "GLOBAL" in l), str(e).splitlines()[0])
-            raise ValueError(f"`path` {path} was refused: it names code that must not run while loading ({why.strip()}). "
-                             "If the file is trusted, convert its state_dict to .safetensors and load that.") from None
+            raise LoadError(f"`path` {path} was refused: it names code that must not run while loading ({why.strip()}). "
+                            "If the file is trusted, convert its state_dict to .safetensors and load that.") from None
+        except (RuntimeError, EOFError, OSError, ValueError) as e:
+            raise LoadError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): {str(e).splitlines()[0]}") from None
         sd = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-        if not isinstance(sd, dict): raise ValueError(f"`path` {path} holds a {type(sd).__name__}, not a state dict")
+        if not isinstance(sd, dict): raise LoadError(f"`path` {path} holds a {type(sd).__name__}, not a state dict")
     sd = {k: v for k, v in sd.items() if isinstance(v, Tensor)}
     if any(k.startswith("first_stage_model.") for k in sd):
         sd = {k[len("first_stage_model."):]: v for k, v in sd.items() if k.startswith("first_stage_model.")}
@@ -445,30 +443,31 @@ def load_vqgan(path, image_size: int = 256, device=None) -> VQGANTokenizer:
     """A `VQGANTokenizer` from a taming-transformers / latent-diffusion checkpoint (`.ckpt`, `.pt`, `.pth` or
     `.safetensors`), its architecture read off the tensors; `image_size` is the side of the images it will take."""
     sd = read_state_dict(path)
-    tok = VQGANTokenizer(vqgan_config_from_state_dict(sd), image_size)
+    try: cfg = vqgan_config_from_state_dict(sd)
+    except (ValueError, KeyError, IndexError) as e: raise LoadError(f"{path}: {e}") from None
+    tok = VQGANTokenizer(cfg, image_size)
     ours = tok.state_dict()
     extra, missing = sorted(set(sd) - set(ours)), sorted(set(ours) - set(sd))
     if extra or missing:
-        raise ValueError(f"`path` {path} does not match the VQ architecture read from it: "
+        raise LoadError(f"`path` {path} does not match the VQ architecture read from it: "
                          f"unexpected {extra[:5]}{'...' if len(extra) > 5 else ''}, missing {missing[:5]}")
     bad = [(k, tuple(sd[k].shape), tuple(v.shape)) for k, v in ours.items() if sd[k].shape != v.shape]
-    if bad: raise ValueError(f"`path` {path}: shapes differ from the architecture read from it: {bad[:5]}")
+    if bad: raise LoadError(f"`path` {path}: shapes differ from the architecture read from it: {bad[:5]}")
     tok.load_state_dict({k: v.float() for k, v in sd.items()})
     return tok.to(device or "cpu").eval()
 
 # %% ../nbs/07_tokenizer.ipynb #cf34ce18
 def load_tokenizer(path, device=None) -> Tokenizer:
-    "The tokenizer saved by `FSQTokenizer.save` or `VQGANTokenizer.save` in the directory `path`, in eval mode."
-    path = Path(path)
-    for name in ("tokenizer.json", "model.safetensors"):
-        if not (path / name).is_file(): raise FileNotFoundError(f"`path` {path} has no {name}: not a saved tokenizer")
-    meta = json.loads((path / "tokenizer.json").read_text())
-    if meta.get("kind") == "fsq": tok = FSQTokenizer(config_from_dict(TokenizerConfig, meta["config"], str(path)))
-    elif meta.get("kind") == "vqgan": tok = VQGANTokenizer(VQGANConfig(**meta["config"]), meta["image_size"])
-    else: raise ValueError(f"{path / 'tokenizer.json'}: `kind`={meta.get('kind')!r} is not one of ('fsq', 'vqgan')")
-    tok.load_state_dict(load_file(str(path / "model.safetensors")))
+    """The tokenizer saved by `FSQTokenizer.save` or `VQGANTokenizer.save` in the folder `path`, in eval mode; a
+    broken folder raises `LoadError`."""
+    def build(meta):
+        if meta.get("kind") == "fsq": return FSQTokenizer(config_from_dict(TokenizerConfig, meta["config"], "`config`"))
+        if meta.get("kind") == "vqgan":
+            return VQGANTokenizer(VQGANConfig(**meta["config"]), meta["image_size"])
+        raise ValueError(f"`kind`={meta.get('kind')!r} is not one of ('fsq', 'vqgan')")
+    tok, meta = load_part(path, "tokenizer", build, device)
     tok.train_seconds = meta.get("train_seconds")
-    return tok.to(device or "cpu").eval()
+    return tok
 
 # %% ../nbs/07_tokenizer.ipynb #d167d74a
 @dataclass(frozen=True)
@@ -589,12 +588,15 @@ def default_tokenizer(device=None, cache=None, retrain: bool = False, configs=No
     key = config_key({"model": cfg.to_dict(), "data": data.to_dict(),
                       "train": {k: v for k, v in tc.to_dict().items() if k not in ("ckpt_dir", "ckpt_every_minutes", "wandb")}})
     path = Path(cache or cache_dir()) / f"tokenizer-{key}"
-    if retrain or not (path / "model.safetensors").is_file():
-        ckpt = path.with_name(path.name + ".checkpoints")   # an interrupted training continues from here
-        if retrain: shutil.rmtree(ckpt, ignore_errors=True)
-        train_tokenizer(cfg, data, replace(tc, ckpt_dir=str(ckpt)), resume="auto", cbs=cbs).save(path)
+    ckpt = path.with_name(path.name + ".checkpoints")   # an interrupted training continues from here
+
+    def fit(p):
+        train_tokenizer(cfg, data, replace(tc, ckpt_dir=str(ckpt)), resume="auto", cbs=cbs).save(p)
         shutil.rmtree(ckpt, ignore_errors=True)
-    return load_tokenizer(path, device)
+    if retrain:
+        shutil.rmtree(ckpt, ignore_errors=True)
+        fit(path)
+    return cached(path, "tokenizer", fit, lambda p: load_tokenizer(p, device))
 
 # %% ../nbs/07_tokenizer.ipynb #b25b83d0
 def psnr_per_image(a: Tensor, b: Tensor) -> Tensor:

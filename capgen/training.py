@@ -41,6 +41,7 @@ from fastcore.imports import IN_NOTEBOOK
 from safetensors.torch import load_file, save_file
 
 import capgen
+from .files import LoadError, sha256, write_text
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'PRECISIONS', 'FORMAT', 'RESUME_MAY_CHANGE', 'TrainConfig', 'config_from_dict',
@@ -201,11 +202,7 @@ def _read_json(path: Path) -> dict:
     return d
 
 
-def _atomic_write_text(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _atomic_write_text(path: Path, text: str): write_text(path, text)
 
 # %% ../nbs/02_training.ipynb #21aaa1a0
 def opt_func(cfg: TrainConfig) -> Callable:
@@ -418,7 +415,7 @@ def ema_weights(learn: Learner):
     finally: ema.swap_out()
 
 # %% ../nbs/02_training.ipynb #4e443595
-class CheckpointError(Exception):
+class CheckpointError(LoadError):
     "A checkpoint is missing, unfinished, corrupt, or does not fit the run that tries to resume from it."
 
 
@@ -430,13 +427,6 @@ def _versions() -> dict:
     import fastai
     return {"capgen": capgen.__version__, "torch": torch.__version__, "fastai": fastai.__version__,
             "python": sys.version.split()[0]}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path):
@@ -465,7 +455,7 @@ def write_checkpoint(ckpt_dir: str | Path, step: int, tensors: dict[str, dict[st
     for stem, ts in tensors.items():
         path = tmp / f"{stem}.safetensors"
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in ts.items()}, str(path))
-        files[path.name] = _sha256(path)
+        files[path.name] = sha256(path)
     with open(tmp / "state.json", "w") as f:
         json.dump({**state, "format": FORMAT, "step": step, "files": files}, f)
         f.flush(); os.fsync(f.fileno())
@@ -493,13 +483,21 @@ def read_checkpoint(path: str | Path, tensors: bool = True) -> dict:
         raise CheckpointError(f"{p} is not a finished checkpoint: it has no state.json (a save was interrupted?)")
     try: state = json.loads((p / "state.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise CheckpointError(f"{p}/state.json is corrupt: {e}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    fmt = state.get("format") if isinstance(state, dict) else None
+    if isinstance(fmt, int) and fmt > FORMAT:
+        raise CheckpointError(f"{p}: written by a newer capgen (checkpoint format {fmt}; capgen {capgen.__version__} "
+                              f"reads format {FORMAT}): upgrade capgen to resume from it")
+    if fmt != FORMAT or not isinstance(state.get("files"), dict):
         raise CheckpointError(f"{p}/state.json is not a capgen checkpoint of format {FORMAT}")
+    missing = [k for k in ("config", "step", "position") if k not in state]
+    if missing: raise CheckpointError(f"{p}/state.json lacks {missing}: not a complete capgen checkpoint")
     for name, digest in state["files"].items():
         f = p / name
         if not f.is_file(): raise CheckpointError(f"checkpoint {p} is missing {name}")
-        if _sha256(f) != digest: raise CheckpointError(f"checkpoint {p} is corrupt: {name} does not match its checksum")
-    if tensors: state["tensors"] = {name.removesuffix(".safetensors"): load_file(p / name) for name in state["files"]}
+        if sha256(f) != digest: raise CheckpointError(f"checkpoint {p} is corrupt: {name} does not match its checksum")
+    if tensors:
+        try: state["tensors"] = {name.removesuffix(".safetensors"): load_file(p / name) for name in state["files"]}
+        except Exception as e: raise CheckpointError(f"checkpoint {p}: a weights file cannot be read ({e})") from None
     return state
 
 
@@ -854,6 +852,19 @@ def _wandb_run(learn: Learner, cfg: TrainConfig):
     finally: wandb.finish()
 
 
+def _check_launch_precision(cfg: TrainConfig):
+    """`TrainConfig.precision` decides the precision (capgen's own bf16 autocast); an `accelerate launch
+    --mixed_precision` that says otherwise is refused rather than silently ignored."""
+    launch = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+    if launch in ("no", {"bf16": "bf16"}.get(cfg.precision, "no")): return
+    if launch == "bf16":
+        raise ValueError(f"accelerate launch --mixed_precision bf16 contradicts `precision`={cfg.precision!r}: "
+                         "capgen's precision is the config's; set precision to bf16 (--precision bf16) or launch with "
+                         "--mixed_precision no")
+    raise ValueError(f"accelerate launch --mixed_precision {launch}: capgen trains in `precision` fp32 or bf16 "
+                     f"({PRECISIONS}); launch with --mixed_precision no or bf16")
+
+
 @contextmanager
 def _data_parallel(learn: Learner):
     "DDP through accelerate when this process is one of several (`accelerate launch`, torchrun); else nothing."
@@ -878,6 +889,7 @@ def fit_cfg(self: Learner, resume: str | Path | None = None, cbs=None) -> Learne
     """Train for `cfg.epochs` as `self.cfg` says. `resume`: None (a new run; `ckpt_dir` must hold no checkpoint),
     'latest', 'auto' (latest if there is one, else a new run) or a checkpoint directory."""
     cfg, rank = self.cfg, rank_distrib()
+    _check_launch_precision(cfg)
     path = _resolve_resume(cfg, resume)
     state = read_checkpoint(path) if path is not None else None
     if state is not None:

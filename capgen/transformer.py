@@ -23,6 +23,7 @@ from fastai.metrics import Perplexity
 from torch import Tensor, nn
 
 from .caps import DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_cap, sample_caps_containing
+from .files import cache_dir, cached, config_key, load_part, save_part
 from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
 
 # %% auto #0
@@ -437,29 +438,19 @@ def train_transformer(cfg: TransformerConfig, dls, train_cfg: TrainConfig | None
 
 
 def save_transformer(model: ImageTransformer, path) -> Path:
-    "Write `model.safetensors` and `transformer.json` (config, training time) into the directory `path`, atomically."
-    from safetensors.torch import save_file
-    from capgen.shapes import atomic_dir
+    "Write `model.safetensors`, `transformer.json` (config, training time) and capgen's marker into the folder `path`, atomically."
     model = unwrap(model)
-    with atomic_dir(path) as work:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(work / "model.safetensors"))
-        meta = {"config": model.cfg.to_dict(), "train_seconds": getattr(model, "train_seconds", None),
-                "history": getattr(model, "history", None)}
-        (work / "transformer.json").write_text(json.dumps(meta, indent=2))
-    return Path(path)
+    meta = {"config": model.cfg.to_dict(), "train_seconds": getattr(model, "train_seconds", None),
+            "history": getattr(model, "history", None)}
+    return save_part(path, "transformer", model, meta)
 
 
 def load_transformer(path, device=None) -> ImageTransformer:
-    "The `ImageTransformer` saved by `save_transformer` in the directory `path`, in eval mode."
-    from safetensors.torch import load_file
-    path = Path(path)
-    for name in ("transformer.json", "model.safetensors"):
-        if not (path / name).is_file(): raise FileNotFoundError(f"`path` {path} has no {name}: not a saved transformer")
-    meta = json.loads((path / "transformer.json").read_text())
-    model = ImageTransformer(TransformerConfig.from_dict(meta["config"], str(path / "transformer.json")))
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    "The `ImageTransformer` saved by `save_transformer` in the folder `path`, in eval mode; a broken folder raises `LoadError`."
+    source = str(Path(path) / "transformer.json")
+    model, meta = load_part(path, "transformer", lambda m: ImageTransformer(TransformerConfig.from_dict(m["config"], source)), device)
     model.train_seconds, model.history = meta.get("train_seconds"), meta.get("history")
-    return model.to(device or "cpu").eval()
+    return model
 
 # %% ../nbs/09_transformer.ipynb #3040bd3c
 PRESETS = {
@@ -491,7 +482,7 @@ def shapes_tokens(tokenizer, embedder, n: int, split: str = "train", cache=None,
     """`n` renders of `split` of the shapes world, tokenized and embedded by `capgen.data.build_dataset` into the
     cache (built once; an interrupted build continues)."""
     from capgen.data import ShapesSource, build_dataset
-    from capgen.shapes import ShapesWorld, cache_dir, config_key
+    from capgen.shapes import ShapesWorld
     key = config_key({"n": n, "split": split, **_fingerprints(tokenizer, embedder)})
     return build_dataset(ShapesSource(n, split, ShapesWorld(tokenizer.image_size)), embedder, tokenizer,
                          Path(cache or cache_dir()) / f"shapes-tokens-{key}", progress=progress)
@@ -505,21 +496,22 @@ def default_transformer(tokenizer=None, embedder=None, device=None, cache=None, 
     continues from its checkpoint at the next call."""
     from capgen.clip import default_embedder
     from capgen.data import token_dls
-    from capgen.shapes import cache_dir, config_key
     from capgen.tokenizer import default_tokenizer
     tokenizer, embedder = tokenizer or default_tokenizer(), embedder or default_embedder()
     cfg, n, tc = configs or default_configs(tokenizer, embedder)
     train = {k: v for k, v in tc.to_dict().items() if k not in ("ckpt_dir", "ckpt_every_minutes", "wandb")}
     key = config_key({"model": cfg.to_dict(), "n": n, "train": train, **_fingerprints(tokenizer, embedder)})
     path = Path(cache or cache_dir()) / f"transformer-{key}"
-    if retrain or not (path / "model.safetensors").is_file():
-        data = shapes_tokens(tokenizer, embedder, n, cache=cache)
-        ckpt = path.with_name(path.name + ".checkpoints")
-        if retrain: shutil.rmtree(ckpt, ignore_errors=True)
-        dls = token_dls(data, micro_batch_size(tc))
-        save_transformer(train_transformer(cfg, dls, replace(tc, ckpt_dir=str(ckpt)), tokenizer, resume="auto", cbs=cbs), path)
+    ckpt = path.with_name(path.name + ".checkpoints")
+
+    def fit(p):
+        dls = token_dls(shapes_tokens(tokenizer, embedder, n, cache=cache), micro_batch_size(tc))
+        save_transformer(train_transformer(cfg, dls, replace(tc, ckpt_dir=str(ckpt)), tokenizer, resume="auto", cbs=cbs), p)
         shutil.rmtree(ckpt, ignore_errors=True)
-    return load_transformer(path, device)
+    if retrain:
+        shutil.rmtree(ckpt, ignore_errors=True)
+        fit(path)
+    return cached(path, "transformer", fit, lambda p: load_transformer(p, device))
 
 
 @torch.no_grad()

@@ -36,13 +36,13 @@ def train(*args, cwd, check=True):
     return r
 
 
-def launch_two(*args, cwd):
+def launch_two(*args, cwd, mixed_precision="no", check=True):
     "`capgen train-toy` in two CPU processes, started as the docs say."
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "capgen.cli",
+           "--num_machines", "1", "--mixed_precision", mixed_precision, "--dynamo_backend", "no", "-m", "capgen.cli",
            "train-toy", *args]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**env(), "ACCELERATE_USE_CPU": "1"}, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
+    if check: assert r.returncode == 0, r.stderr[-3000:]
     return r
 
 
@@ -124,3 +124,15 @@ def test_checkpoint_files_are_safetensors_and_json(tmp_path):
     state = json.loads((ckpt / "state.json").read_text())
     assert {"config", "step", "position", "rng", "dl_rng", "versions", "optimizer", "files"} <= state.keys()
     for name in state["files"]: load_file(ckpt / name)  # plain safetensors, readable without capgen
+
+
+def test_launch_precision_must_agree_with_the_config(tmp_path):
+    """`accelerate launch --mixed_precision bf16` with `precision` fp32 is refused with a message, not ignored;
+    with `--precision bf16` too, two processes train under bf16 autocast."""
+    flags = ["--epochs", "1", "--batch-size", "64", "--ckpt-every-minutes", "none"]
+    r = launch_two(*flags, "--precision", "fp32", "--ckpt-dir", "a", cwd=tmp_path, mixed_precision="bf16", check=False)
+    assert r.returncode != 0 and "--mixed_precision bf16 contradicts `precision`='fp32'" in r.stderr, r.stderr[-3000:]
+    assert not list_checkpoints(tmp_path / "a")
+    launch_two(*flags, "--precision", "bf16", "--ckpt-dir", "b", cwd=tmp_path, mixed_precision="bf16")
+    last = final(tmp_path / "b")
+    assert last["config"]["precision"] == "bf16" and last["world_size"] == 2
