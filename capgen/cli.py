@@ -26,7 +26,7 @@ from fastai.torch_core import num_distrib, rank_distrib
 
 import capgen
 from .caps import Cap, cap_distance_cdf, log_area_fraction, plot_cap_samples, sample_in_cap
-from .files import CapgenError, LoadError, OverwriteError, atomic_dir, check_writable, save_png
+from .files import CapgenError, OverwriteError, atomic_dir, check_writable, save_png, written_by_capgen
 from .sphere import sample_uniform
 
 # %% auto #0
@@ -426,7 +426,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="capgen",
         description="capgen: text-to-image models trained without text, through spherical caps in CLIP space.",
         epilog="commands:\n" + "\n".join(f"  {k:<14}{v}" for k, v in COMMANDS.items())
-               + "\n\nRun 'capgen COMMAND --help' for a command's options.",
+               + "\n\nRun 'capgen COMMAND --help' for a command's options.\n\nexit codes: 0 done; 1 a file, folder or value "
+                 "capgen cannot use (one line says which and why); 2 a bad flag or argument; 130 interrupted (Ctrl-C: "
+                 "finished parts and checkpoints are kept, run it again to continue).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"capgen {capgen.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -555,9 +557,8 @@ def _generate(a) -> int:
     out = Path(a.out)
     if out.suffix.lower() != ".png": raise UsageError(f"-o/--out must name a .png file, got {a.out!r}")
     if out.is_dir(): raise UsageError(f"-o/--out {a.out} is a folder: name the .png file to write")
-    if out.exists() and not a.overwrite:
-        from capgen.files import written_by_capgen
-        if not written_by_capgen(out): raise UsageError(f"-o/--out {a.out} exists and is not an image capgen wrote: choose another name, or add --overwrite")
+    if out.exists() and not a.overwrite and not written_by_capgen(out):
+        raise UsageError(f"-o/--out {a.out} exists and is not an image capgen wrote: choose another name, or add --overwrite")
     _positive("-n", a.n); _positive("--rerank", a.rerank)
     if not 0 <= a.d_max <= 2: raise UsageError(f"--d-max must lie in [0, 2], got {a.d_max:g}")
     if a.cfg_scale < 0: raise UsageError(f"--cfg-scale must be ≥ 0, got {a.cfg_scale:g}")

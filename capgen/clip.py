@@ -26,7 +26,7 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from safetensors.torch import load_file, save_file
 
-from .files import LoadError, WEIGHTS, cache_dir, cached, config_key, fit_weights, read_part, save_part
+from .files import LoadError, WEIGHTS, atomic_dir, cache_dir, config_key, fit_weights, load_or_train, read_part, save_part
 from .shapes import ATTRIBUTES, ShapesWorld, describe, parse_caption, prompt
 from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
 
@@ -463,7 +463,7 @@ def default_embedder(device=None, cache: str | Path | None = None, retrain: bool
     if retrain:
         shutil.rmtree(ckpt, ignore_errors=True)
         fit(path)
-    return cached(path, "CLIP", fit, lambda p: Embedder.load(p, device))
+    return load_or_train(path, "CLIP", fit, lambda p: Embedder.load(p, device))
 
 # %% ../nbs/06_clip.ipynb #8a03f97a
 def modality_gap(embedder: Embedder, world: ShapesWorld = ShapesWorld(), n: int = 1000, split: str = "validation",

@@ -25,7 +25,7 @@ import capgen
 # %% auto #0
 __all__ = ['MARKER', 'FORMAT', 'WEIGHTS', 'PNG_TAG', 'CapgenError', 'LoadError', 'OverwriteError', 'cache_dir', 'config_key',
            'sha256', 'read_json', 'write_text', 'read_marker', 'check_writable', 'atomic_dir', 'save_part',
-           'check_part', 'read_weights', 'read_part', 'fit_weights', 'load_part', 'cached', 'written_by_capgen',
+           'check_part', 'read_weights', 'read_part', 'fit_weights', 'load_part', 'load_or_train', 'written_by_capgen',
            'save_png']
 
 # %% ../nbs/01a_files.ipynb #96b93dc6
@@ -215,7 +215,7 @@ def load_part(path: Path, kind: str, build: Callable[[dict], nn.Module], device=
     return model.to(device or "cpu").eval(), meta
 
 # %% ../nbs/01a_files.ipynb #73bb52b1
-def cached(path: Path, kind: str, train: Callable[[Path], object], load: Callable[[Path], object], log=print):
+def load_or_train(path: Path, kind: str, train: Callable[[Path], object], load: Callable[[Path], object], log=print):
     """`load(path)` of the part of `kind` cached in the folder `path`; when it is missing or broken, `train(path)`
     first (which trains the part and saves it to `path`)."""
     path = Path(path)

@@ -22,7 +22,7 @@ from torch import Tensor
 import capgen
 from .caps import Cap
 from .flow import FlowConfig, VectorField, flow_learner, load_flow, sample, save_flow, trained_model
-from .files import LoadError, atomic_dir, cache_dir, cached, check_part, config_key, read_json
+from .files import LoadError, atomic_dir, cache_dir, check_part, load_or_train, config_key, read_json
 from .training import TrainConfig, unwrap
 from .transformer import ImageTransformer, _check_sampling, generate, load_transformer, save_transformer
 
@@ -67,7 +67,7 @@ def default_flow(tokenizer=None, embedder=None, device=None, cache=None, retrain
     if retrain:
         shutil.rmtree(ckpt, ignore_errors=True)
         fit(path)
-    return cached(path, "flow", fit, lambda p: load_flow(p, device))
+    return load_or_train(path, "flow", fit, lambda p: load_flow(p, device))
 
 # %% ../nbs/10_pipeline.ipynb #ba21add7
 def _is_image_batch(x) -> bool:

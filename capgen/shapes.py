@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .files import atomic_dir, cache_dir, cached, config_key, load_part, save_part
+from .files import atomic_dir, cache_dir, config_key, load_or_train, load_part, save_part
 
 # %% auto #0
 __all__ = ['SHAPES', 'COLOURS', 'SIZES', 'POSITIONS', 'BACKGROUNDS', 'ATTRIBUTES', 'OBJECT_ATTRIBUTES', 'RADIUS', 'OUTLINES',
@@ -511,7 +511,7 @@ def default_reader(cfg: ReaderConfig = ReaderConfig(), device=None, retrain: boo
         save_reader(train_reader(cfg, ckpt_dir=ckpt, resume="auto"), p)
         shutil.rmtree(ckpt, ignore_errors=True)
     if retrain: train(path)
-    return cached(path, "reader", train, lambda p: load_reader(p, device), log)
+    return load_or_train(path, "reader", train, lambda p: load_reader(p, device), log)
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ from fastai.data.load import DataLoader
 from safetensors.torch import load_file, save_file
 
 from .clip import images_to_tensor
-from .files import LoadError, cache_dir, cached, config_key, load_part, save_part
+from .files import LoadError, cache_dir, config_key, load_or_train, load_part, save_part
 from .shapes import ShapesWorld
 from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
 
@@ -596,7 +596,7 @@ def default_tokenizer(device=None, cache=None, retrain: bool = False, configs=No
     if retrain:
         shutil.rmtree(ckpt, ignore_errors=True)
         fit(path)
-    return cached(path, "tokenizer", fit, lambda p: load_tokenizer(p, device))
+    return load_or_train(path, "tokenizer", fit, lambda p: load_tokenizer(p, device))
 
 # %% ../nbs/07_tokenizer.ipynb #b25b83d0
 def psnr_per_image(a: Tensor, b: Tensor) -> Tensor:

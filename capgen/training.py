@@ -489,8 +489,6 @@ def read_checkpoint(path: str | Path, tensors: bool = True) -> dict:
                               f"reads format {FORMAT}): upgrade capgen to resume from it")
     if fmt != FORMAT or not isinstance(state.get("files"), dict):
         raise CheckpointError(f"{p}/state.json is not a capgen checkpoint of format {FORMAT}")
-    missing = [k for k in ("config", "step", "position") if k not in state]
-    if missing: raise CheckpointError(f"{p}/state.json lacks {missing}: not a complete capgen checkpoint")
     for name, digest in state["files"].items():
         f = p / name
         if not f.is_file(): raise CheckpointError(f"checkpoint {p} is missing {name}")
@@ -710,6 +708,8 @@ def _resolve_resume(cfg: TrainConfig, resume) -> Path | None:
 
 
 def _check_resume(learn: Learner, cfg: TrainConfig, state: dict, path: Path):
+    missing = [k for k in ("config", "position", "optimizer", "n_train", "world_size", "rng", "dl_rng") if k not in state]
+    if missing: raise CheckpointError(f"{path}/state.json lacks {missing}: not a complete capgen training checkpoint")
     saved = state["config"]
     diff = {k: (saved.get(k), v) for k, v in cfg.to_dict().items() if k not in RESUME_MAY_CHANGE and saved.get(k) != v}
     if diff:

@@ -23,7 +23,7 @@ from fastai.metrics import Perplexity
 from torch import Tensor, nn
 
 from .caps import DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_cap, sample_caps_containing
-from .files import cache_dir, cached, config_key, load_part, save_part
+from .files import cache_dir, config_key, load_or_train, load_part, save_part
 from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
 
 # %% auto #0
@@ -511,7 +511,7 @@ def default_transformer(tokenizer=None, embedder=None, device=None, cache=None, 
     if retrain:
         shutil.rmtree(ckpt, ignore_errors=True)
         fit(path)
-    return cached(path, "transformer", fit, lambda p: load_transformer(p, device))
+    return load_or_train(path, "transformer", fit, lambda p: load_transformer(p, device))
 
 
 @torch.no_grad()

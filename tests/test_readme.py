@@ -1,5 +1,6 @@
 """README.md: generated from the docs home page, with a true two-command Quickstart at the top."""
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -32,16 +33,17 @@ def test_quickstart_comes_first_with_two_one_line_commands():
 
 
 def test_main_job_runs_as_the_readme_says(tmp_path):
-    """The first command after its install: `capgen demo` with its defaults, run from a fresh folder (it reuses the
-    parts in the capgen cache when they are there, as it would for a user; from nothing it takes about 14 minutes)."""
+    """The first command after its install: `capgen demo` with its defaults, run from a fresh folder with an empty
+    cache of its own, as on a newcomer's machine (from nothing it takes about 14 minutes)."""
     from capgen.cli import DEMO_PROMPTS, DEMO_SIZES
     from capgen.pipeline import TextToImage
     job = quickstart_commands()[0].split(" && ")[-1]
     assert job == "capgen demo"
-    r = subprocess.run(job, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=1800)
+    env = {**os.environ, "CAPGEN_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run(job, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=2400, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp_path / "capgen-demo"
-    assert sorted(p.name for p in out.iterdir()) == ["grids", "metrics.json", "pipeline", "report.html", "sweep.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["capgen.json", "grids", "metrics.json", "pipeline", "report.html", "sweep.png"]
     m = json.loads((out / "metrics.json").read_text())
     assert m["tier"] == "demo" and m["prompts"] == list(DEMO_PROMPTS) and m["sizes"] == list(DEMO_SIZES)
     report = (out / "report.html").read_text()
@@ -49,9 +51,12 @@ def test_main_job_runs_as_the_readme_says(tmp_path):
     for g in m["grids"]:
         assert g in report and Image.open(out / g).size[0] > 300, g
     # the images follow the captions' colours and positions far above chance (about 1/8 and 1/9, row E): 192 images
-    # per row, so a true rate of 0.9 (measured 0.99 / 1.00) lies above 0.8 by more than 4 standard errors
+    # per row, so a true rate of 0.9 (measured 0.99 / 1.00) lies above 0.8 by more than 4 standard errors; shapes
+    # (chance 1/6) are right about half the time (measured 46%): a true 46% lies above 30% by 4.5 standard errors
     rows = {k.split(":")[0]: v for k, v in m["comparison"].items()}
     assert rows["B"]["colour"] > 80 and rows["B"]["position"] > 80 and rows["E"]["colour"] < 30, m["comparison"]
+    assert rows["B"]["shape"] > 30 and rows["E"]["shape"] < 30, m["comparison"]
     assert set(m["in_cap"]) == {f"{s:g}" for s in DEMO_SIZES}
     pipe = TextToImage.load(out / "pipeline")
+    assert not list((tmp_path / "cache").glob("*.checkpoints"))     # every part finished: no checkpoint left behind
     assert pipe.generate("a red star in the top left", d_max=0.5, n=2, seed=0).images.shape[:2] == (1, 2)
