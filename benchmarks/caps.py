@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -148,6 +149,7 @@ def main(argv=None):
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
+    if worst > 1.5: sys.exit(f"goal not met: worst speed ratio {worst:.2f}x (goal: within 1.5x of the floor)")
 
 
 if __name__ == "__main__":

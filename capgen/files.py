@@ -25,8 +25,8 @@ import capgen
 # %% auto #0
 __all__ = ['MARKER', 'FORMAT', 'WEIGHTS', 'PNG_TAG', 'CapgenError', 'LoadError', 'OverwriteError', 'cache_dir', 'config_key',
            'sha256', 'read_json', 'write_text', 'read_marker', 'check_writable', 'atomic_dir', 'save_part',
-           'check_part', 'read_weights', 'read_part', 'fit_weights', 'load_part', 'load_or_train', 'written_by_capgen',
-           'save_png']
+           'check_part', 'read_weights', 'read_part', 'weight_problems', 'fit_weights', 'load_part', 'load_or_train',
+           'written_by_capgen', 'save_png']
 
 # %% ../nbs/01a_files.ipynb #96b93dc6
 class CapgenError(Exception):
@@ -190,15 +190,20 @@ def read_part(path: Path, kind: str) -> tuple[dict, dict[str, Tensor]]:
     return read_json(path / f"{kind}.json", f"the {kind}'s description"), read_weights(path, m)
 
 
-def fit_weights(model: nn.Module, weights: dict[str, Tensor], source) -> nn.Module:
-    "`model` with `weights` loaded; names or shapes that do not fit are a `LoadError` naming `source`."
+def weight_problems(model: nn.Module, weights: dict[str, Tensor], most: int = 4) -> str:
+    "What keeps `weights` from loading into `model` (names missing or unexpected, shapes that differ), or `''`."
     own = model.state_dict()
     problems = [f"{k} missing" for k in own if k not in weights] + [f"{k} unexpected" for k in weights if k not in own]
     problems += [f"{k} is {tuple(weights[k].shape)} in the file, {tuple(v.shape)} in the model"
                  for k, v in own.items() if k in weights and weights[k].shape != v.shape]
-    if problems:
-        more = f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""
-        raise LoadError(f"{source}: the weights do not fit the model its config describes: {'; '.join(problems[:4])}{more}")
+    more = f" (and {len(problems) - most} more)" if len(problems) > most else ""
+    return "; ".join(problems[:most]) + more
+
+
+def fit_weights(model: nn.Module, weights: dict[str, Tensor], source) -> nn.Module:
+    "`model` with `weights` loaded; names or shapes that do not fit are a `LoadError` naming `source`."
+    if problems := weight_problems(model, weights):
+        raise LoadError(f"{source}: the weights do not fit the model its config describes: {problems}")
     model.load_state_dict(weights)
     return model
 

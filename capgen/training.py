@@ -41,15 +41,15 @@ from fastcore.imports import IN_NOTEBOOK
 from safetensors.torch import load_file, save_file
 
 import capgen
-from .files import LoadError, sha256, write_text
+from .files import LoadError, sha256, weight_problems, write_text
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'PRECISIONS', 'FORMAT', 'RESUME_MAY_CHANGE', 'TrainConfig', 'config_from_dict',
            'add_config_args', 'config_from_args', 'opt_func', 'lr_schedule', 'micro_batch_size', 'SameBatchesDL',
-           'DataParallel', 'unwrap', 'NonFiniteError', 'Steps', 'Autocast', 'EMA', 'ema_weights', 'CheckpointError',
-           'list_checkpoints', 'write_checkpoint', 'read_checkpoint', 'load_weights', 'stop_on_signals', 'Checkpoints',
-           'Resume', 'WandbLogger', 'Samples', 'OverfitBatch', 'make_learner', 'toy_data', 'ToyMLP', 'toy_dls',
-           'toy_learner', 'train_toy']
+           'DataParallel', 'unwrap', 'NonFiniteError', 'Steps', 'native_bf16', 'Autocast', 'EMA', 'ema_weights',
+           'CheckpointError', 'list_checkpoints', 'write_checkpoint', 'read_checkpoint', 'load_weights',
+           'stop_on_signals', 'Checkpoints', 'Resume', 'WandbLogger', 'Samples', 'OverfitBatch', 'make_learner',
+           'toy_data', 'ToyMLP', 'toy_dls', 'toy_learner', 'train_toy']
 
 # %% ../nbs/02_training.ipynb #9f0cc80d
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -348,14 +348,33 @@ class Steps(Callback):
                              + (f"The last good checkpoint is {last}." if last else "No checkpoint was saved yet."))
 
 # %% ../nbs/02_training.ipynb #f14ae22b
+def native_bf16(device_type: str) -> bool:
+    "Does `device_type` ('cpu', 'cuda', ...) compute in bfloat16 natively (rather than emulating it, far slower)?"
+    if device_type == "cuda": return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type == "cpu":
+        try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError): return False
+    return True
+
+
+_SAID_BF16 = set()
+
+
 class Autocast(Callback):
-    "Forward pass and loss under bf16 autocast on the data's device; predictions are cast back to float32."
+    """Forward pass and loss under bf16 autocast on the data's device; predictions are cast back to float32. On a
+    device without native bfloat16 (`native_bf16`) it says so once and leaves the computation in float32."""
     order = 13
 
     def before_fit(self):
         self.device_type, self.ctx = torch.device(self.dls.device or default_device()).type, None
+        self.enabled = native_bf16(self.device_type)
+        if not self.enabled and self.device_type not in _SAID_BF16 and rank_distrib() == 0:
+            _SAID_BF16.add(self.device_type)
+            print(f"precision bf16: this {self.device_type.upper()} has no native bfloat16, where bf16 runs many times "
+                  "slower than float32; training in float32", file=sys.stderr)
 
     def before_batch(self):
+        if not self.enabled: return
         self.ctx = torch.autocast(self.device_type, dtype=torch.bfloat16)
         self.ctx.__enter__()
 
@@ -511,13 +530,8 @@ def load_weights(model: nn.Module, path: str | Path, ema: bool = True) -> nn.Mod
 
 
 def _check_state_dict(model: nn.Module, weights: dict, source):
-    own = model.state_dict()
-    problems = [f"{k} missing" for k in own if k not in weights] + [f"{k} unexpected" for k in weights if k not in own]
-    problems += [f"{k}: {tuple(weights[k].shape)} in the checkpoint, {tuple(v.shape)} in the model"
-                 for k, v in own.items() if k in weights and weights[k].shape != v.shape]
-    if problems:
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise CheckpointError(f"{source} does not fit this model: {'; '.join(problems[:5])}{more}")
+    if problems := weight_problems(model, weights, most=5):
+        raise CheckpointError(f"{source} does not fit this model: {problems}")
 
 # %% ../nbs/02_training.ipynb #12a5d372
 def _rng_state() -> dict:
