@@ -1,7 +1,22 @@
 """What every benchmark script does with its result: print the Markdown table and write it where the docs read it."""
 from __future__ import annotations
 
+import os
+import platform
+import re
 from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU's model name as `lscpu` prints it (read from /proc/cpuinfo on Linux), else what `platform` knows, with
+    whether it computes bfloat16 natively: timings on machines of one kind differ by 2x and more with these."""
+    name = platform.processor() or platform.machine()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        if m := re.search(r"^model name\s*:\s*(.+)$", info, flags=re.M): name = m.group(1).strip()
+    except OSError: pass
+    from capgen.training import native_bf16
+    return f"{name} ({os.cpu_count()} CPUs, {'native' if native_bf16('cpu') else 'no native'} bfloat16)"
 
 
 def publish(lines: list[str], out: Path) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 import capgen
+from _report import cpu_model
 from capgen.caps import Cap, cap_distance_cdf, sample_cap_distance, sample_in_cap
 from capgen.sphere import sample_uniform
 
@@ -127,7 +128,7 @@ def main(argv=None):
         f"`python benchmarks/caps.py` — d = {d}, float32, {n:,} points per timing (best of {args.repeats}), "
         f"KS over {args.n_ks:,} distances (1% critical value {crit:.4f}).",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; "
+        f"Machine: {cpu_model()}, {torch.get_num_threads()} torch threads; "
         f"Python {platform.python_version()}, torch {torch.__version__}, capgen {capgen.__version__}.",
         "",
         "| d_max | sample_in_cap (pts/s) | floor: uniform on sphere (pts/s) | sample_in_cap / floor time "

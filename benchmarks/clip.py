@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import capgen
-from _report import publish
+from _report import cpu_model, publish
 from capgen.clip import (Embedder, cached_path, default_configs, default_train_config, modality_gap, retrieval,
                          train_shapes_clip, zero_shot_accuracy)
 from capgen.shapes import ATTRIBUTES, ShapesWorld
@@ -30,8 +30,8 @@ from capgen.shapes import ATTRIBUTES, ShapesWorld
 
 def machine() -> str:
     import open_clip
-    cpu = platform.processor() or platform.machine()
-    return (f"Machine: {cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; Python "
+    cpu = cpu_model()
+    return (f"Machine: {cpu}, {torch.get_num_threads()} torch threads; Python "
             f"{platform.python_version()}, torch {torch.__version__}, open_clip {open_clip.__version__}, "
             f"capgen {capgen.__version__}")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 import capgen
-from _report import publish
+from _report import cpu_model, publish
 from capgen.clip import default_embedder
 from capgen.data import ShapesSource, build_dataset, build_report
 from capgen.shapes import ShapesWorld
@@ -38,8 +38,8 @@ STAGES = ("decode", "tokenizer", "embedder", "write")
 def machine() -> str:
     import datasets
     import PIL
-    cpu = platform.processor() or platform.machine()
-    return (f"Machine: {cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; Python "
+    cpu = cpu_model()
+    return (f"Machine: {cpu}, {torch.get_num_threads()} torch threads; Python "
             f"{platform.python_version()}, torch {torch.__version__}, datasets {datasets.__version__}, "
             f"Pillow {PIL.__version__}, capgen {capgen.__version__}")
 

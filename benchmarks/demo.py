@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 import capgen
-from _report import publish
+from _report import cpu_model, publish
 
 GOAL_S = 15 * 60
 
@@ -43,7 +43,7 @@ def main():
         wall = time.perf_counter() - t0
         if r.returncode: sys.exit(f"capgen demo failed ({r.returncode}):\n{r.stderr[-3000:]}")
         m = json.loads((Path(tmp) / "out" / "metrics.json").read_text())
-    lines = [f"`python benchmarks/demo.py --tier {a.tier}` — Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+    lines = [f"`python benchmarks/demo.py --tier {a.tier}` — Machine: {cpu_model()}, "
              f"{torch.get_num_threads()} torch threads, no GPU; Python {platform.python_version()}, torch {torch.__version__}, "
              f"capgen {capgen.__version__}.", "",
              f"`capgen demo --tier {a.tier}` from an empty cache: **{wall / 60:.1f} minutes** of wall time "

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import capgen
+from _report import cpu_model
 from capgen.field import animate_flow, arrow_sites, field_at, media_info, spiral_mixture
 from capgen.flow import FlowConfig, flow_learner, trained_model
 from capgen.training import TrainConfig
@@ -91,7 +92,7 @@ def main(argv=None):
     lines = [
         f"Rendering a {args.frames}-frame, 30 fps, {args.size} × {args.size} animation of a trained 3-d flow "
         f"(camera orbit 180°, t from 0 to 1; goal: under 60 s). "
-        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; "
+        f"Machine: {cpu_model()}, {torch.get_num_threads()} torch threads; "
         f"Python {platform.python_version()}, torch {torch.__version__}, matplotlib {matplotlib.__version__}, "
         f"capgen {capgen.__version__}.",
         "",

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 import capgen
+from _report import cpu_model
 from capgen.caps import Cap, sample_in_cap
 from capgen.flow import FlowConfig, energy_test, flow_learner, log_likelihood, rejection_sample, sample, trained_model
 from capgen.sphere import log_surface_area
@@ -113,7 +114,7 @@ def main(argv=None):
     q = args.quick
     n_perm = 999 if q else args.perms
     g = torch.Generator().manual_seed(0)
-    lines = [f"`python benchmarks/flow.py{' --quick' if q else ''}` — Machine: {platform.processor() or platform.machine()}, "
+    lines = [f"`python benchmarks/flow.py{' --quick' if q else ''}` — Machine: {cpu_model()}, "
              f"{torch.get_num_threads()} torch threads, device {args.device}"
              f"{' (' + torch.cuda.get_device_name() + ')' if args.device.startswith('cuda') else ''}; Python {platform.python_version()}, "
              f"torch {torch.__version__}, capgen {capgen.__version__}.", ""]

@@ -22,15 +22,15 @@ from pathlib import Path
 import torch
 
 import capgen
-from _report import publish
+from _report import cpu_model, publish
 from capgen.shapes import default_reader
 from capgen.tokenizer import (FSQTokenizer, VQGANConfig, VQGANTokenizer, default_configs, default_tokenizer,
                               evaluate_tokenizer)
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    return (f"Machine: {cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; Python "
+    cpu = cpu_model()
+    return (f"Machine: {cpu}, {torch.get_num_threads()} torch threads; Python "
             f"{platform.python_version()}, torch {torch.__version__}, capgen {capgen.__version__}")
 
 

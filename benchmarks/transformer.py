@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import capgen
-from _report import publish
+from _report import cpu_model, publish
 from capgen.transformer import ImageTransformer, TransformerConfig, generate, token_loss
 
 CONFIGS = {
@@ -35,9 +35,9 @@ CONFIGS = {
 
 
 def machine(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_model()
     gpu = f", {torch.cuda.get_device_name()}" if device == "cuda" else ""
-    return (f"Machine: {cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads{gpu}; Python "
+    return (f"Machine: {cpu}, {torch.get_num_threads()} torch threads{gpu}; Python "
             f"{platform.python_version()}, torch {torch.__version__}, capgen {capgen.__version__}")
 
 

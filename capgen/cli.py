@@ -461,6 +461,8 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("eval", help=COMMANDS["eval"], description=COMMANDS["eval"] + ".", formatter_class=fmt)
     q.add_argument("--pipeline", default=None, help=f"saved pipeline folder (default: {DEMO_PIPELINE})")
     q.add_argument("--cap-model", default=None, help="a saved cap-conditioned transformer, for the one-stage route C")
+    q.add_argument("--reader", default=None, help="a saved attribute reader (capgen.shapes.save_reader) to judge the images "
+                   "(default: the shapes world's default reader, trained into the cache on first use)")
     q.add_argument("--prompts", type=int, default=96, help="random prompts")
     q.add_argument("-n", type=int, default=8, help="images per prompt")
     q.add_argument("--d-max", type=float, default=0.5, help="cap size of the comparison")
@@ -590,7 +592,7 @@ def _generate(a) -> int:
 def _eval(a) -> int:
     import matplotlib.pyplot as plt
     from capgen.eval import compare, eval_prompts, plot_sweep, sweep
-    from capgen.shapes import default_reader
+    from capgen.shapes import default_reader, load_reader
     from capgen.transformer import load_transformer
     _positive("--prompts", a.prompts); _positive("-n", a.n, 2)
     try: check_writable(Path(a.out), "eval")
@@ -599,10 +601,12 @@ def _eval(a) -> int:
         if not 0 < s <= 2: raise UsageError(f"--d-max/--sizes must be cap sizes in (0, 2], got {s:g}")
     if a.cap_model and not (Path(a.cap_model) / "transformer.json").is_file():
         raise UsageError(f"--cap-model: {a.cap_model} is not a saved transformer")
+    if a.reader and not (Path(a.reader) / "reader.json").is_file():
+        raise UsageError(f"--reader: {a.reader} is not a saved reader")
     pipe = _pipeline(a.pipeline)
     cap_model = load_transformer(a.cap_model) if a.cap_model else None
     if cap_model is not None and cap_model.cfg.cond != "cap": raise UsageError("--cap-model must be a transformer with cond='cap'")
-    reader = default_reader()
+    reader = load_reader(a.reader) if a.reader else default_reader()
     texts, attrs = eval_prompts(a.prompts, seed=a.seed)
     table = compare(pipe, reader, texts, attrs, cap_model, n=a.n, d_max=a.d_max, cfg_scale=a.cfg_scale, seed=a.seed)
     sw = sweep(pipe, reader, texts, attrs, sizes=a.sizes, n=a.n, cfg_scale=a.cfg_scale, seed=a.seed)

@@ -37,7 +37,7 @@ def test_help_lists_commands(args, code):
 @pytest.mark.parametrize("command, options", [
     ("demo", ["--out", "--tier", "--fast", "--full", "--prompts", "--sizes", "-n", "--seed"]),
     ("generate", ["--pipeline", "--d-max", "-n", "--cfg-scale", "--rerank", "--seed", "--out"]),
-    ("eval", ["--pipeline", "--cap-model", "--prompts", "--d-max", "--sizes", "--out"]),
+    ("eval", ["--pipeline", "--cap-model", "--reader", "--prompts", "--d-max", "--sizes", "--out"]),
     ("build-dataset", ["--out", "--pipeline", "--image-column", "--split", "--shard-size", "--num-proc"]),
     ("caps", ["--out", "--d", "--n", "--sizes", "--seed"]),
     ("train", ["PART", "--config", "--print-config", "--out", "--data", "--pipeline", "--resume", "--device",

@@ -298,6 +298,7 @@ MALFORMED = [
     (("eval", "--sizes", "3"), 2, "cap sizes in (0, 2]"),
     (("eval", "--out", "user", "--pipeline", "P"), 2, "holds files capgen did not write"),
     (("eval", "--cap-model", "nowhere", "--pipeline", "P"), 2, "not a saved transformer"),
+    (("eval", "--reader", "nowhere", "--pipeline", "P"), 2, "not a saved reader"),
     (("eval", "--pipeline", "BROKEN"), 1, "corrupt or truncated"),
     (("build-dataset", "shapes:0", "--out", "ds"), 2, "must be an integer ≥ 1"),
     (("build-dataset", "shapes:lots", "--out", "ds"), 2, "shapes:N"),
