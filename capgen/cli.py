@@ -436,7 +436,7 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("demo", help=COMMANDS["demo"], description=COMMANDS["demo"] + ".", formatter_class=fmt)
     q.add_argument("--out", default="capgen-demo", help="output folder: new, empty, or one an earlier demo wrote (replaced whole at the end)")
     q.add_argument("--tier", choices=list(TIERS), default="demo",
-                   help="training budget: demo ≈ 14 min from nothing on 2 cores; full = the library defaults (≈ 30 min); fast ≈ 1 min, noise")
+                   help="training budget: demo (the default: tens of minutes from nothing on 2 CPU cores); full = the library defaults (longer); fast = a minute or two, images are noise")
     q.add_argument("--fast", action="store_true", help="same as --tier fast")
     q.add_argument("--full", action="store_true", help="same as --tier full")
     q.add_argument("--prompts", nargs="+", default=list(DEMO_PROMPTS), help="captions to draw")

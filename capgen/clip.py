@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from .files import LoadError, WEIGHTS, atomic_dir, cache_dir, config_key, fit_weights, load_or_train, read_part, save_part
 from .shapes import ATTRIBUTES, ShapesWorld, describe, parse_caption, prompt
-from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
+from .training import RESUME_MAY_CHANGE, TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
 
 # %% auto #0
 __all__ = ['OPENAI_MEAN', 'OPENAI_STD', 'ALLOWED_IMAGES', 'VISION_TOWERS', 'images_to_tensor', 'preprocess', 'Embedder',
@@ -344,7 +344,9 @@ def shapes_clip_dls(data: ShapesClipConfig, context_length: int, bs: int, device
 
 
 def shapes_clip_learner(cfg: ClipConfig, data: ShapesClipConfig, train_cfg: TrainConfig, device=None, **kwargs):
-    "A `capgen.training` `Learner` for a small CLIP on the shapes world; train it with `learn.fit_cfg()`."
+    """A `capgen.training` `Learner` for a small CLIP on the shapes world; train it with `learn.fit_cfg()`.
+    Checkpoints go to `train_cfg.ckpt_dir`, or to a new temporary folder when it is empty (never the current folder)."""
+    if not train_cfg.ckpt_dir: train_cfg = replace(train_cfg, ckpt_dir=tempfile.mkdtemp(prefix="clip-ckpt-"))
     torch.manual_seed(train_cfg.seed)
     model = build_clip(cfg)
     model.token_embedding.requires_grad_(data.train_token_embedding)
@@ -354,14 +356,14 @@ def shapes_clip_learner(cfg: ClipConfig, data: ShapesClipConfig, train_cfg: Trai
 
 
 def _train_key(train_cfg: TrainConfig) -> dict:
-    "The parts of a training config that decide the weights (not where checkpoints go)."
-    return {k: v for k, v in train_cfg.to_dict().items() if k != "ckpt_dir"}
+    "The parts of a training config that decide the weights (not where or how often checkpoints go, nor logging)."
+    return {k: v for k, v in train_cfg.to_dict().items() if k not in RESUME_MAY_CHANGE}
 
 
 def default_train_config(**changes) -> TrainConfig:
-    "The training run of the default shapes-world CLIP (checkpoints go to a temporary folder)."
+    "The training run of the default shapes-world CLIP (checkpoints every 2 minutes, into a temporary folder)."
     d = dict(epochs=7, batch_size=128, lr=2e-3, schedule="warmup_cosine", warmup_pct=0.05, weight_decay=0.1,
-             ema_decay=None, ckpt_dir="", ckpt_every_minutes=None)
+             ema_decay=None, ckpt_dir="", ckpt_every_minutes=2.0)
     return TrainConfig(**(d | changes))
 
 
