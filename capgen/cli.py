@@ -30,9 +30,9 @@ from .files import CapgenError, OverwriteError, atomic_dir, check_writable, save
 from .sphere import sample_uniform
 
 # %% auto #0
-__all__ = ['TIERS', 'DEMO_PROMPTS', 'DEMO_SIZES', 'CAPS_SIZES', 'PARTS', 'SECTIONS', 'FROM_DATA', 'COMMANDS', 'DEMO_PIPELINE',
-           'IMAGE_SUFFIXES', 'tier_parts', 'prompt_figure', 'demo', 'caps_demo', 'part_config', 'merge_config',
-           'train_part', 'UsageError', 'main']
+__all__ = ['TIERS', 'DEMO_PROMPTS', 'DEMO_SIZES', 'DEMO_FLOORS', 'DEMO_CHANCE_CEILINGS', 'CAPS_SIZES', 'PARTS', 'SECTIONS',
+           'FROM_DATA', 'COMMANDS', 'DEMO_PIPELINE', 'IMAGE_SUFFIXES', 'tier_parts', 'prompt_figure', 'demo',
+           'demo_shortfalls', 'caps_demo', 'part_config', 'merge_config', 'train_part', 'UsageError', 'main']
 
 # %% ../nbs/12_cli.ipynb #89deaaea
 TIERS = {
@@ -213,6 +213,18 @@ def demo(out: str | Path = "capgen-demo", tier: str = "demo", prompts=DEMO_PROMP
         (work / "report.html").write_text(_report_html(metrics, grids))
     log(f"wrote {out}/report.html, metrics.json, sweep.png, {len(grids)} grids and pipeline/ in {seconds['total']:.0f} s")
     return metrics
+
+# %% ../nbs/12_cli.ipynb #4c111c92
+DEMO_FLOORS = {("B", "colour"): 80, ("B", "position"): 80, ("B", "shape"): 30}   # % of images, at least
+DEMO_CHANCE_CEILINGS = {("E", "colour"): 30, ("E", "shape"): 30}               # % of images, at most
+
+
+def demo_shortfalls(metrics: dict) -> list[str]:
+    "The goals of `DEMO_FLOORS` and `DEMO_CHANCE_CEILINGS` that `metrics` (what `demo` returns) misses, as sentences."
+    rows = {k.split(":")[0]: v for k, v in metrics["comparison"].items()}
+    out = [f"{r} {c} {rows[r][c]}% (floor {f}%)" for (r, c), f in DEMO_FLOORS.items() if not rows[r][c] > f]
+    return out + [f"{r} {c} {rows[r][c]}% (chance must stay under {f}%)"
+                  for (r, c), f in DEMO_CHANCE_CEILINGS.items() if not rows[r][c] < f]
 
 # %% ../nbs/12_cli.ipynb #3f0ab4c1
 CAPS_SIZES = (1e-6, 1e-3, 0.05, 0.3, 1.0, 1.7)
