@@ -10,7 +10,6 @@ import math
 import os
 import pickle
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -537,7 +536,7 @@ def psnr(pred: Tensor, target: Tensor) -> Tensor:
 def default_train_config(**changes) -> TrainConfig:
     "How the default tokenizer trains (a few minutes on a CPU)."
     return replace(TrainConfig(epochs=7, batch_size=32, lr=1e-3, weight_decay=0.0, schedule="one_cycle", precision="bf16",
-                               warmup_pct=0.05, ema_decay=0.999, ckpt_dir=tempfile.mkdtemp(prefix="capgen-tokenizer-"),
+                               warmup_pct=0.05, ema_decay=0.999, ckpt_dir="",
                                ckpt_every_minutes=2.0), **changes)
 
 
@@ -566,7 +565,7 @@ def train_tokenizer(cfg: TokenizerConfig = TokenizerConfig(), data: TokenizerDat
     learn.fit_cfg(resume=resume)
     if learn.interrupted:   # Ctrl-C / SIGTERM: the checkpoint is saved; a half-trained tokenizer is not returned
         raise KeyboardInterrupt(f"tokenizer training was stopped by {learn.interrupted} at step {learn.step}; "
-                                f"its checkpoint is in {train_cfg.ckpt_dir if train_cfg else 'ckpt_dir'}")
+                                f"its checkpoint is in {learn.cfg.ckpt_dir}")
     with ema_weights(learn) as m:
         unwrap(m).__dict__.pop("entropy_gap", None)   # the last batch's graph: not part of the model
         tok = copy.deepcopy(unwrap(m)).cpu().eval()

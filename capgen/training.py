@@ -15,10 +15,11 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -842,6 +843,8 @@ def make_learner(model: nn.Module, dls: DataLoaders, loss_func: Callable, cfg: T
         raise ValueError(f"dls.train has batch size {bs}, but `batch_size`={cfg.batch_size} over "
                          f"{max(num_distrib(), 1)} process(es) × `grad_accum`={cfg.grad_accum} needs "
                          f"{micro_batch_size(cfg)}: build the DataLoaders with bs=micro_batch_size(cfg)")
+    if not cfg.ckpt_dir:   # a run that names no folder checkpoints into a new temporary one
+        cfg = replace(cfg, ckpt_dir=tempfile.mkdtemp(prefix="capgen-run-"))
     own = [Steps(cfg), Checkpoints(cfg)]
     if cfg.precision == "bf16": own.append(Autocast())
     if cfg.ema_decay is not None: own.append(EMA(cfg.ema_decay))

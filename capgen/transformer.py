@@ -10,7 +10,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -372,7 +371,7 @@ def default_train_config(**changes) -> TrainConfig:
     "How the shapes-world transformer trains (minutes on a CPU)."
     return replace(TrainConfig(epochs=6, batch_size=64, lr=2e-3, weight_decay=0.05, schedule="one_cycle",
                                warmup_pct=0.05, precision="bf16", ema_decay=0.999,
-                               ckpt_dir=tempfile.mkdtemp(prefix="capgen-transformer-"), ckpt_every_minutes=2.0), **changes)
+                               ckpt_dir="", ckpt_every_minutes=2.0), **changes)
 
 
 def _check_data(cfg: TransformerConfig, dls):
