@@ -98,3 +98,23 @@ def test_field_page_carries_its_animations(tmp_path):
         assert media_info(NBS / src) == info, (src, media_info(NBS / src))
     quarto = yaml.safe_load((NBS / "_quarto.yml").read_text())
     assert "media/*" in quarto["project"]["resources"]
+
+
+DOCS_PROC = """
+import nbdev.quarto
+nbdev.quarto._ensure_quarto = lambda: None   # Quarto itself is the one step left out: it cannot be installed here
+nbdev.quarto._pre_docs(n_workers=2)          # what `nbdev_docs` runs before handing the pages to Quarto
+"""
+
+
+def test_nbdev_docs_processing(tmp_path):
+    """nbdev's own processing of every notebook, as `nbdev_docs` runs it (it executes each cell that holds an
+    import, so such a cell must not use names from cells it skips); a copy of the project keeps the tree clean."""
+    import shutil, subprocess, sys
+    for name in ("nbs", "capgen"): shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "settings.ini", tmp_path)
+    r = subprocess.run([sys.executable, "-c", DOCS_PROC], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    done = {p.name for p in (tmp_path / "_proc").glob("*.ipynb")}
+    assert done == {p.name for p in NBS.glob("*.ipynb")}, done
+    assert "Error in notebook" not in r.stderr
