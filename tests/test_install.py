@@ -51,3 +51,10 @@ def test_nbdev_2_reads_settings_ini():
 def test_pip_check():
     r = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_manifest_names_files_that_exist():
+    "Each file MANIFEST.in includes is in the repository (a source distribution would otherwise lack it silently)."
+    names = [line.split()[1:] for line in (ROOT / "MANIFEST.in").read_text().splitlines() if line.startswith("include ")]
+    missing = [n for ns in names for n in ns if not list(ROOT.glob(n))]
+    assert names and not missing, missing

@@ -25,6 +25,16 @@ def test_readme_is_generated_from_index():
         "README.md is stale: run `python tools/make_readme.py`"
 
 
+def test_readme_links_resolve_from_the_repository_root():
+    "GitHub shows README.md at the root: each relative link (pages, images, files) names a file that is there."
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = [m.split("#")[0] for m in re.findall(r"\]\(([^)\s]+)\)", text) + re.findall(r'src="([^"]+)"', text)
+             if not re.match(r"[a-z]+:|#", m)]
+    assert links, "no relative links found: the pattern is wrong"
+    missing = [m for m in links if not (ROOT / m).exists()]
+    assert not missing, missing
+
+
 def test_quickstart_comes_first_with_two_one_line_commands():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert re.findall(r"^## (.+)$", text, flags=re.M)[0] == "Quickstart"
