@@ -118,3 +118,13 @@ def test_nbdev_docs_processing(tmp_path):
     done = {p.name for p in (tmp_path / "_proc").glob("*.ipynb")}
     assert done == {p.name for p in NBS.glob("*.ipynb")}, done
     assert "Error in notebook" not in r.stderr
+
+
+def test_home_picture_is_the_pipeline_pages_output():
+    "The home page's picture is exactly the figure the pipeline page computed (its committed output), not a stale copy."
+    import base64
+    nb = nbformat.read(NBS / "10_pipeline.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("prompts = [") and "gen.show()" in c.source)
+    png = next(o.data["image/png"] for o in cell.outputs if "image/png" in o.get("data", {}))
+    assert (NBS / "media" / "home.png").read_bytes() == base64.b64decode(png)
+    assert "media/home.png" in (NBS / "index.ipynb").read_text()

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DIRECTIVE = re.compile(r"^#\|\s*(.*)$")
-# A link to a page (`[text](05_shapes.ipynb)`) is relative to nbs/ on the docs site; README.md sits at the root.
-PAGE_LINK = re.compile(r"\]\((?![a-z]+:|/|#)([^)\s]+\.ipynb)((?:#[^)]*)?)\)")
+# A relative link in the home page (a page, a picture) is relative to nbs/; README.md sits at the root.
+PAGE_LINK = re.compile(r"\]\((?![a-z]+:|/|#)([^)\s]+)\)")
+
+
+def _from_root(text: str) -> str:
+    return PAGE_LINK.sub(lambda m: f"]({os.path.normpath(os.path.join('nbs', m.group(1)))})", text)
 
 
 def _directives(source: str) -> tuple[set[str], str]:
@@ -47,13 +52,13 @@ def readme_text(nb_path: Path = ROOT / "nbs" / "index.ipynb") -> str:
     for cell in nb["cells"]:
         flags, body = _directives("".join(cell["source"]))
         if cell["cell_type"] == "markdown":
-            blocks.append(PAGE_LINK.sub(r"](nbs/\1\2)", body))
+            blocks.append(_from_root(body))
         elif cell["cell_type"] == "code" and "hide" not in flags:
             if body and "echo: false" not in flags:
                 blocks.append(f"```python\n{body}\n```")
             out = _text_outputs(cell)
             if out:
-                out = PAGE_LINK.sub(r"](nbs/\1\2)", out) if "echo: false" in flags else out
+                out = _from_root(out) if "echo: false" in flags else out
                 blocks.append(out if "echo: false" in flags else f"```\n{out}\n```")
     header = "<!-- Generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file. -->"
     return header + "\n\n" + "\n\n".join(b for b in blocks if b) + "\n"
