@@ -125,9 +125,11 @@ class Embedder:
         return [slice(i, i + bs) for i in range(0, n, bs)]
 
     @torch.no_grad()
-    def embed_images(self, images, batch_size: int | None = None) -> Tensor:
-        """Unit embeddings `(n, d)` of `images`: uint8 `(n, H, W, 3)` (numpy or tensor), a list of PIL images, or
-        float `(n, 3, H, W)` in [0, 1]; every form is resized, cropped and normalised the same way."""
+    def embed_images(self,
+                     images,                          # uint8 (n, H, W, 3), PIL images, or float (n, 3, H, W) in [0, 1]
+                     batch_size: int | None = None,   # images per forward pass (None: the embedder's own)
+                    ) -> Tensor:
+        "Unit embeddings `(n, d)` of `images`; every form is resized, cropped and normalised the same way."
         x = images_to_tensor(images)
         self.model.eval()
         return torch.cat([self._encode_images(x[s]) for s in self._slices(len(x), batch_size)])
@@ -137,8 +139,11 @@ class Embedder:
         return F.normalize(self.model.encode_image(x).float(), dim=-1)
 
     @torch.no_grad()
-    def embed_texts(self, texts: list[str], batch_size: int | None = None) -> Tensor:
-        "Unit embeddings `(n, d)` of the strings `texts` (a list, even for one text)."
+    def embed_texts(self,
+                    texts: list[str],                # the strings (a list, even for one text)
+                    batch_size: int | None = None,   # texts per forward pass (None: the embedder's own)
+                   ) -> Tensor:
+        "Unit embeddings `(n, d)` of the strings `texts`."
         texts = _check_texts(texts)
         if not texts: raise ValueError("`texts` is empty: give at least one string")
         self.model.eval()

@@ -116,12 +116,18 @@ class Generation:
     def in_cap(self) -> Tensor: return 1 - self.similarity <= self.d_max
     def __len__(self): return len(self.labels)
 
-    def grid(self, i: int = 0, ncols: int | None = None, pad: int = 2) -> Image.Image:
-        "Prompt `i`'s images as one PIL image, `ncols` per row (default: a square-ish grid)."
+    def grid(self,
+             i: int = 0,                  # which prompt
+             ncols: int | None = None,    # images per row (default: a square-ish grid)
+             pad: int = 2,                # white pixels between images
+            ) -> Image.Image:
+        "Prompt `i`'s images as one PIL image."
         return image_grid(self.images[i], ncols, pad)
 
-    def show(self, size: float = 1.1):
-        "A figure: one row per prompt (titled with its label), its images along the row; returns the figure."
+    def show(self,
+             size: float = 1.1,   # inches per image
+            ):
+        "A figure: one row per prompt (titled with its label), its images along the row, a red frame on each image outside its cap; returns the figure."
         import matplotlib.pyplot as plt
         m, n = self.images.shape[:2]
         head = 0.25   # inches above each row for its label
@@ -191,12 +197,21 @@ class TextToImage:
         return self
 
     @torch.no_grad()
-    def generate(self, prompt, d_max: float = 0.5, n: int = 4, cfg_scale: float = 3.0, seed: int = 0, rerank: int = 1,
-                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, steps: int = 32,
-                 batch_size: int = 256, progress: bool = False) -> Generation:
-        """`n` images for each prompt (see `prompt_centers`) in the cap of size `d_max` around it. `cfg_scale`,
-        `temperature`, `top_k`, `top_p` go to the transformer, `steps` (RK4) to the flow; `rerank=k` keeps the best
-        `n` of `k·n` by CLIP similarity to the prompt. Same `seed`, same images."""
+    def generate(self,
+                 prompt,                       # caption(s), PIL image(s) or unit embedding(s): the caps' centres
+                 d_max: float = 0.5,           # cap size: 1 - cosine similarity to the centre, in [0, 2]
+                 n: int = 4,                   # images per prompt
+                 cfg_scale: float = 3.0,       # classifier-free guidance of the transformer (1: none)
+                 seed: int = 0,                # same seed, same images
+                 rerank: int = 1,              # draw `rerank·n`, keep the `n` CLIP finds closest to the prompt
+                 temperature: float = 1.0,     # the transformer's sampling temperature
+                 top_k: int | None = None,     # sample among the `top_k` likeliest codes only
+                 top_p: float | None = None,   # sample among the likeliest codes holding probability `top_p`
+                 steps: int = 32,              # RK4 steps of the flow
+                 batch_size: int = 256,        # images per transformer and tokenizer batch
+                 progress: bool = False,       # a progress bar over the batches
+                ) -> Generation:
+        "`n` images for each prompt in the cap of size `d_max` around it (see `prompt_centers`)."
         from fastprogress.fastprogress import progress_bar
         _check_count("n", n); _check_count("rerank", rerank); _check_count("steps", steps); _check_count("batch_size", batch_size)
         if isinstance(d_max, bool) or not isinstance(d_max, (int, float)) or not math.isfinite(d_max):
@@ -221,7 +236,9 @@ class TextToImage:
                          img_emb.view(m, k, -1))
         return out if rerank == 1 else best_of(out, n)
 
-    def save(self, path) -> Path:
+    def save(self,
+             path,   # the folder to write (a new one, or one this method wrote before)
+            ) -> Path:
         "Write the four parts into sub-folders of `path` (safetensors + JSON each) and `pipeline.json`, atomically."
         with atomic_dir(Path(path), "pipeline") as work:
             self.embedder.save(work / "embedder")
@@ -233,7 +250,10 @@ class TextToImage:
         return Path(path)
 
     @classmethod
-    def load(cls, path, device=None) -> TextToImage:
+    def load(cls,
+             path,          # a folder `TextToImage.save` wrote
+             device=None,   # where to put the parts (None: the CPU)
+            ) -> TextToImage:
         "The pipeline `save` wrote into the folder `path` (no pickles)."
         from capgen.clip import Embedder
         from capgen.tokenizer import load_tokenizer
