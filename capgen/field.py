@@ -19,7 +19,7 @@ from .sphere import sample_uniform, slerp
 from .caps import Cap, cap_outline, log_area_fraction, _check_n
 from .vmf import VMFMixture
 from .training import unwrap
-from .flow import (VectorField, cap_tensor, sample_base, base_uses_cap, integrate, log_likelihood, sample,
+from .flow import (VectorField, cap_tensor, sample_base, base_uses_cap, integrate_fixed, log_likelihood, sample,
                          _check_cap, _flat_caps, fold_into_cap)
 
 # %% auto #0
@@ -315,9 +315,9 @@ def trajectories(model: VectorField, cap: Cap | None = None, n: int = 500, steps
         x0 = sample_base(flat.to(noise_dev), generator).to(device=dev, dtype=p.dtype)
         cond = cap_tensor(flat).to(p.dtype)
         keep = Cap(flat.center, torch.where(base_uses_cap(flat.d_max), flat.d_max, 2.0))
-    trace, was_training = [], model.training
+    was_training = model.training
     model.eval()
-    try: integrate(model, x0, cond, method, steps, keep_in=keep, trace=trace)
+    try: trace = integrate_fixed(model, x0, cond, method, steps, keep_in=keep, trace=True).states
     finally: model.train(was_training)
     if flat is not None: trace[-1] = fold_into_cap(trace[-1], flat)[0]
     return torch.stack(trace).float().cpu()

@@ -32,8 +32,8 @@ from .training import config_from_dict, unwrap
 __all__ = ['TABLEAUS', 'FIXED_STEP', 'geodesic_path', 'sample_times', 'ot_pairing', 'FlowConfig', 'cap_tensor', 'base_uses_cap',
            'scale_of', 'SwiGLU', 'VectorField', 'sample_base', 'base_log_prob', 'flow_batch', 'flow_loss', 'FlowBatch',
            'flow_dls', 'trained_model', 'flow_learner', 'fold_into_cap', 'to_chart', 'rk_step', 'SampleStats',
-           'integrate', 'sample', 'divergence', 'log_likelihood', 'EnergyTest', 'energy_test', 'rejection_sample',
-           'save_flow', 'load_flow']
+           'Solution', 'integrate_fixed', 'integrate_adaptive', 'integrate', 'sample', 'divergence', 'log_likelihood',
+           'EnergyTest', 'energy_test', 'rejection_sample', 'save_flow', 'load_flow']
 
 # %% ../nbs/03_flow.ipynb #b1861c46
 def geodesic_path(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -394,75 +394,98 @@ def _field(model: VectorField, cond: Tensor | None):
     return f
 
 
-def integrate(model: VectorField, x0: Tensor, cond: Tensor | None = None, method: str = "rk4", steps: int = 32,
-              atol: float = 1e-4, rtol: float = 1e-3, max_steps: int = 10_000, keep_in: Cap | None = None,
-              stats: SampleStats | None = None, moved: Tensor | None = None, trace: list | None = None) -> Tensor:
-    """Carry `x0 (n, d)` from t = 0 to t = 1 along the model's field. Fixed-step methods take `steps` steps; the
-    adaptive 'dopri5' chooses a step per trajectory so the embedded error stays below `atol + rtol·|step|`.
-    After every step, points that left `keep_in` (caps `(n,)`) are reflected back in and marked in `moved (n,)`.
-    A fixed-step method appends the state at every step (t = 0, 1/steps, ..., 1) to the list `trace`."""
-    if method not in TABLEAUS:
-        raise ValueError(f"`method` must be one of {list(TABLEAUS)}, got {method!r}")
-    if trace is not None and method not in FIXED_STEP:
-        raise ValueError(f"`trace` needs a fixed-step method ({list(FIXED_STEP)}), got {method!r}")
-    stats = stats if stats is not None else SampleStats()
-    n = x0.shape[0]
-    x = x0.clone()
-    fold = (lambda y, i: fold_into_cap(y, keep_in[i])) if keep_in is not None else (lambda y, i: (y, None))
-    if method in FIXED_STEP:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"`steps` must be a positive integer, got {steps!r}")
-        f = _field(model, cond)
-        dt = torch.full((n,), 1 / steps, dtype=x.dtype, device=x.device)
-        all_idx = torch.arange(n, device=x.device)
-        if trace is not None: trace.append(x.clone())
-        for s in range(steps):
-            t = torch.full((n,), s / steps, dtype=x.dtype, device=x.device)
-            x, _, _, _, nfe = rk_step(f, x, t, dt, method)
-            x, out = fold(x, all_idx)
-            if out is not None and moved is not None: moved |= out
-            stats.nfe += nfe
-            if trace is not None: trace.append(x.clone())
-        stats.steps += steps
-        return x
+class Solution(NamedTuple):
+    """An integration's end points `x (n, d)`; its `stats`; `moved (n,)`, the points that left their cap on the
+    way and were reflected back in; and `states`, the state after every step (t = 0, 1/steps, ..., 1) when a
+    fixed-step solve was asked to keep them (else None)."""
+    x: Tensor
+    stats: SampleStats
+    moved: Tensor
+    states: list | None = None
+
+
+def _folder(keep_in: Cap | None):
+    "Reflect points `y` (rows `i` of the batch) back into their caps `keep_in[i]`; the mask of those that left."
+    if keep_in is None: return lambda y, i: (y, torch.zeros(len(y), dtype=torch.bool, device=y.device))
+    return lambda y, i: fold_into_cap(y, keep_in[i])
+
+
+def integrate_fixed(model: VectorField, x0: Tensor, cond: Tensor | None = None, method: str = "rk4", steps: int = 32,
+                    keep_in: Cap | None = None, trace: bool = False) -> Solution:
+    """Carry `x0 (n, d)` from t = 0 to t = 1 along the model's field in `steps` equal steps of the fixed-step
+    `method` ('euler', 'midpoint', 'rk4'). After every step, points that left `keep_in` (caps `(n,)`) are
+    reflected back in. With `trace`, the solution keeps the state at every step."""
+    if method not in FIXED_STEP: raise ValueError(f"`method` must be one of {list(FIXED_STEP)}, got {method!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"`steps` must be a positive integer, got {steps!r}")
+    n, x = x0.shape[0], x0.clone()
+    f, fold, stats = _field(model, cond), _folder(keep_in), SampleStats(steps=float(steps))
+    dt = torch.full((n,), 1 / steps, dtype=x.dtype, device=x.device)
+    every, moved = torch.arange(n, device=x.device), torch.zeros(n, dtype=torch.bool, device=x.device)
+    states = [x.clone()] if trace else None
+    for s in range(steps):
+        t = torch.full((n,), s / steps, dtype=x.dtype, device=x.device)
+        x, _, _, _, nfe = rk_step(f, x, t, dt, method)
+        x, out = fold(x, every)
+        moved |= out
+        stats.nfe += nfe
+        if trace: states.append(x.clone())
+    return Solution(x, stats, moved, states)
+
+
+def integrate_adaptive(model: VectorField, x0: Tensor, cond: Tensor | None = None, method: str = "dopri5",
+                       atol: float = 1e-4, rtol: float = 1e-3, max_steps: int = 10_000,
+                       keep_in: Cap | None = None) -> Solution:
+    """Carry `x0 (n, d)` from t = 0 to t = 1 with the adaptive `method` ('dopri5'): each trajectory chooses its
+    own step so that the embedded error stays below `atol + rtol·|step|`. Points that leave `keep_in` are
+    reflected back in after the step that took them out."""
+    if method not in TABLEAUS or method in FIXED_STEP:
+        raise ValueError(f"`method` must be one of {[m for m in TABLEAUS if m not in FIXED_STEP]}, got {method!r}")
     if atol <= 0 or rtol < 0: raise ValueError(f"`atol` must be > 0 and `rtol` ≥ 0, got {atol}, {rtol}")
+    n, x = x0.shape[0], x0.clone()
+    field, fold, stats = _field(model, cond), _folder(keep_in), SampleStats()
     t = torch.zeros(n, dtype=x.dtype, device=x.device)
     dt = torch.full((n,), 0.05, dtype=x.dtype, device=x.device)
-    k1 = torch.empty_like(x)
-    have_k1 = torch.zeros(n, dtype=torch.bool, device=x.device)
-    live = torch.arange(n, device=x.device)
+    k1, have_k1 = torch.empty_like(x), torch.zeros(n, dtype=torch.bool, device=x.device)
+    live, moved = torch.arange(n, device=x.device), torch.zeros(n, dtype=torch.bool, device=x.device)
     evals = 0
     for _ in range(max_steps):
         if live.numel() == 0: break
-        f = lambda y, tt, live=live: _field(model, cond)(y, tt, live)
         xl, tl, dtl = x[live], t[live], torch.minimum(dt[live], 1 - t[live])
         first = ~have_k1[live]
         if first.any():
-            k1[live[first]] = _field(model, cond)(xl[first], tl[first], live[first])
+            k1[live[first]] = field(xl[first], tl[first], live[first])
             have_k1[live[first]] = True
             evals += int(first.sum())
-        x_new, step, err, fsal, nfe = rk_step(f, xl, tl, dtl, method, k1=k1[live])
+        x_new, step, err, fsal, nfe = rk_step(lambda y, tt, live=live: field(y, tt, live), xl, tl, dtl, method, k1=k1[live])
         evals += nfe * live.numel()
-        tol = atol + rtol * torch.linalg.vector_norm(step, dim=-1)
-        ratio = err / tol
+        ratio = err / (atol + rtol * torch.linalg.vector_norm(step, dim=-1))
         ok = ratio <= 1
         acc = live[ok]
         if acc.numel():
             xa, out = fold(x_new[ok], acc)
             x[acc], t[acc] = xa, torch.where(dtl[ok] >= 1 - tl[ok], torch.ones_like(tl[ok]), tl[ok] + dtl[ok])
             k1[acc] = fsal[ok]
-            have_k1[acc] = True if out is None else ~out          # a reflected point needs a fresh velocity
-            if out is not None and moved is not None: moved[acc] |= out
+            have_k1[acc] = ~out                     # a reflected point needs a fresh velocity
+            moved[acc] |= out
             stats.steps += acc.numel() / n
         stats.rejected += int((~ok).sum())
-        factor = (0.9 * ratio.clamp_min(1e-10) ** -0.2).clamp(0.2, 5.0)
-        dt[live] = dtl * factor
+        dt[live] = dtl * (0.9 * ratio.clamp_min(1e-10) ** -0.2).clamp(0.2, 5.0)
         live = live[t[live] < 1]
     else:
         raise RuntimeError(f"the adaptive solver did not reach t = 1 in `max_steps`={max_steps} steps; "
                            "loosen `atol`/`rtol` or raise `max_steps`")
-    stats.nfe += evals / n
-    return x
+    stats.nfe = evals / n
+    return Solution(x, stats, moved)
+
+
+def integrate(model: VectorField, x0: Tensor, cond: Tensor | None = None, method: str = "rk4", steps: int = 32,
+              atol: float = 1e-4, rtol: float = 1e-3, max_steps: int = 10_000, keep_in: Cap | None = None) -> Solution:
+    "`integrate_fixed` (`steps`) or `integrate_adaptive` (`atol`, `rtol`, `max_steps`), as `method` says."
+    if method not in TABLEAUS: raise ValueError(f"`method` must be one of {list(TABLEAUS)}, got {method!r}")
+    if method in FIXED_STEP: return integrate_fixed(model, x0, cond, method, steps, keep_in)
+    return integrate_adaptive(model, x0, cond, method, atol, rtol, max_steps, keep_in)
+
 
 # %% ../nbs/03_flow.ipynb #0109f5aa
 def _flat_caps(cap: Cap, n: int) -> Cap:
@@ -508,8 +531,7 @@ def sample(model: VectorField, cap: Cap | None = None, n: int = 1, method: str =
                 x0 = sample_base(c.to(noise_dev), generator).to(device=dev, dtype=p.dtype)
                 cond = cap_tensor(c).to(p.dtype)
                 keep = Cap(c.center, torch.where(base_uses_cap(c.d_max), c.d_max, 2.0))   # larger caps: at the end
-            part, moved = SampleStats(), torch.zeros(e - s, dtype=torch.bool, device=dev)
-            x = integrate(model, x0, cond, method, steps, atol, rtol, keep_in=keep, stats=part, moved=moved)
+            x, part, moved, _ = integrate(model, x0, cond, method, steps, atol, rtol, keep_in=keep)
             if flat is not None:
                 x, out = fold_into_cap(x, flat[s:e])
                 part.folded = int((moved | out).sum())
@@ -576,30 +598,26 @@ def log_likelihood(model: VectorField, x: Tensor, cap: Cap | None = None, steps:
     lp, var = torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64)
     was_training = model.training
     model.eval()
-    c_, a_, b_, _ = TABLEAUS["rk4"]
+    b_ = TABLEAUS["rk4"][2]
     try:
         for s in range(0, n, batch_size):
             e = min(s + batch_size, n)
             xb = x[s:e].to(device=p.device, dtype=p.dtype)
             cond = None if cap is None else cap_tensor(cap[s:e]).to(device=p.device, dtype=p.dtype)
-            f = _field(model, cond)
+            field, divs = _field(model, cond), []
+            def f(y, tt):                           # the velocity, and the divergence at the same stage point
+                divs.append(divergence(model, y, tt, cond, n_probes, generator))
+                with torch.no_grad(): return field(y, tt)
             integral = torch.zeros(e - s, dtype=torch.float64, device=p.device)
             v2 = torch.zeros_like(integral)
             h = -1.0 / steps
+            dt = torch.full((e - s,), h, dtype=p.dtype, device=p.device)
             for i in range(steps):
-                t0 = 1 - i / steps
-                ks = []
-                for j in range(4):
-                    w = h * sum(aij * k for aij, k in zip(a_[j], ks) if aij) if j else torch.zeros_like(xb)
-                    y = exp_map(xb, w)
-                    tt = torch.full((e - s,), t0 + c_[j] * h, dtype=p.dtype, device=p.device)
-                    with torch.no_grad():
-                        vy = f(y, tt)
-                    div, se = divergence(model, y, tt, cond, n_probes, generator)
-                    integral += b_[j] * (-h) * div.double()
-                    v2 += (b_[j] * h) ** 2 * se.double() ** 2
-                    ks.append(to_chart(vy, xb, w))
-                xb = exp_map(xb, h * sum(bj * k for bj, k in zip(b_, ks)))
+                divs.clear()
+                xb = rk_step(f, xb, torch.full((e - s,), 1 - i / steps, dtype=p.dtype, device=p.device), dt, "rk4")[0]
+                for bj, (div, se) in zip(b_, divs):
+                    integral += bj * (-h) * div.double()
+                    v2 += (bj * h) ** 2 * se.double() ** 2
             if cap is None: base = base_log_prob(cfg.d, None).expand(e - s).clone()
             else:
                 c = cap[s:e]
