@@ -17,7 +17,7 @@ from .sphere import _check_dim, normalize, sample_uniform, project_tangent, cosi
 # %% auto #0
 __all__ = ['DEFAULT_SIZE_DIST', 'Cap', 'log_betainc', 'log_area_fraction', 'log_area', 'cap_distance_cdf', 'sample_cap_distance',
            'sample_in_cap', 'cap_outline', 'plot_cap_samples', 'UniformMixture', 'sample_caps_containing',
-           'cap_encoding_dim', 'encode_cap']
+           'cap_encoding_dim', 'encode_cap', 'encode_center_size']
 
 # %% ../nbs/01_caps.ipynb #1f2b43b0
 def _as_dmax(d_max, like: Tensor) -> Tensor:
@@ -388,5 +388,11 @@ def cap_encoding_dim(d: int) -> int:
 
 def encode_cap(cap: Cap, d_max_dist: UniformMixture = DEFAULT_SIZE_DIST) -> Tensor:
     "The caps as model inputs, `(*cap.shape, d + 1)`: `[√d · center, (d_max - mean) / std]`."
-    size = (cap.d_max - d_max_dist.mean) / d_max_dist.std
-    return torch.cat([cap.center * math.sqrt(cap.d), size.unsqueeze(-1).to(cap.center.dtype)], dim=-1)
+    return encode_center_size(cap.center, cap.d_max, d_max_dist)
+
+
+def encode_center_size(center: Tensor, d_max: Tensor, d_max_dist: UniformMixture = DEFAULT_SIZE_DIST) -> Tensor:
+    """`encode_cap` of caps given as their parts, unit `center (..., d)` and `d_max (...)`, unchecked: for a model's
+    inner loop, whose caps were validated when they were made."""
+    size = (d_max - d_max_dist.mean) / d_max_dist.std
+    return torch.cat([center * math.sqrt(center.shape[-1]), size.unsqueeze(-1).to(center.dtype)], dim=-1)

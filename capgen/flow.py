@@ -23,7 +23,7 @@ from fastprogress.fastprogress import progress_bar
 
 from .sphere import (_check_dim, _sinc, exp_map, geodesic_distance, log_map, log_surface_area, normalize,
                            project_tangent, sample_uniform)
-from .caps import (DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_cap, log_area,
+from .caps import (DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_center_size, log_area,
                          sample_caps_containing, sample_in_cap)
 from .files import load_part, save_part
 from .training import config_from_dict, unwrap
@@ -168,8 +168,7 @@ class VectorField(nn.Module):
         center, d_max = cond[:, :d], cond[:, d]
         scale = scale_of(d_max).unsqueeze(-1)
         z = log_map(center, x) / scale                                    # x in the cap's chart: |z| ≤ 1 inside
-        cap = Cap.__new__(Cap); cap.center, cap.d_max = center, d_max     # already validated by the caller
-        feats += [encode_cap(cap, self.cfg.size_dist), z * math.sqrt(d),
+        feats += [encode_center_size(center, d_max, self.cfg.size_dist), z * math.sqrt(d),
                   torch.linalg.vector_norm(z, dim=-1, keepdim=True), (x * center).sum(-1, keepdim=True),
                   torch.log(d_max.clamp_min(1e-8)).unsqueeze(-1) / 4]
         return torch.cat(feats, -1), scale
