@@ -414,7 +414,7 @@ def integrate_fixed(model: VectorField, x0: Tensor, cond: Tensor | None = None, 
     """Carry `x0 (n, d)` from t = 0 to t = 1 along the model's field in `steps` equal steps of the fixed-step
     `method` ('euler', 'midpoint', 'rk4'). After every step, points that left `keep_in` (caps `(n,)`) are
     reflected back in. With `trace`, the solution keeps the state at every step."""
-    if method not in FIXED_STEP: raise ValueError(f"`method` must be one of {list(FIXED_STEP)}, got {method!r}")
+    if method not in FIXED_STEP: raise ValueError(f"`method` must be a fixed-step method, one of {list(FIXED_STEP)}, got {method!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`steps` must be a positive integer, got {steps!r}")
     n, x = x0.shape[0], x0.clone()
