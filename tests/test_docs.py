@@ -2,6 +2,9 @@
 executes them."""
 import json
 import re
+import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -110,7 +113,6 @@ nbdev.quarto._pre_docs(n_workers=2)          # what `nbdev_docs` runs before han
 def test_nbdev_docs_processing(tmp_path):
     """nbdev's own processing of every notebook, as `nbdev_docs` runs it (it executes each cell that holds an
     import, so such a cell must not use names from cells it skips); a copy of the project keeps the tree clean."""
-    import shutil, subprocess, sys
     for name in ("nbs", "capgen"): shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "settings.ini", tmp_path)
     r = subprocess.run([sys.executable, "-c", DOCS_PROC], cwd=tmp_path, capture_output=True, text=True, timeout=900)
