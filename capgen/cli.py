@@ -26,7 +26,7 @@ from fastai.torch_core import num_distrib, rank_distrib
 
 import capgen
 from .caps import Cap, cap_distance_cdf, log_area_fraction, plot_cap_samples, sample_in_cap
-from .files import CapgenError, OverwriteError, atomic_dir, check_writable, save_png, written_by_capgen
+from .core import CapgenError, OverwriteError, atomic_dir, check_writable, save_png, written_by_capgen
 from .sphere import sample_uniform
 
 # %% auto #0

@@ -26,7 +26,7 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from safetensors.torch import load_file, save_file
 
-from .files import LoadError, WEIGHTS, atomic_dir, cache_dir, config_key, fit_weights, load_or_train, read_part, save_part
+from .core import LoadError, WEIGHTS, atomic_dir, cache_dir, config_key, fit_weights, load_or_train, read_part, save_part
 from .shapes import ATTRIBUTES, ShapesWorld, describe, parse_caption, prompt
 from .training import RESUME_MAY_CHANGE, TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
 
@@ -456,7 +456,7 @@ def cached_path(configs: tuple[ClipConfig, ShapesClipConfig, TrainConfig], cache
 def default_embedder(device=None, cache: str | Path | None = None, retrain: bool = False,
                      configs: tuple[ClipConfig, ShapesClipConfig, TrainConfig] | None = None) -> Embedder:
     """The shapes-world CLIP trained with `configs` (default: `default_configs()`), loaded from
-    `cache` (default `capgen.files.cache_dir()`) if it was trained before, else trained now (minutes on a CPU)
+    `cache` (default `capgen.core.cache_dir()`) if it was trained before, else trained now (minutes on a CPU)
     and saved there atomically. An interrupted training (Ctrl-C) keeps its checkpoint beside it in the cache and
     continues from it at the next call."""
     cfg, data, train_cfg = configs or default_configs()

@@ -27,7 +27,7 @@ from fastprogress.fastprogress import progress_bar
 
 from .flow import flow_dls
 from .shapes import SPLITS, ShapesWorld, describe, random_scene, render
-from .files import OverwriteError
+from .core import OverwriteError
 from .training import _atomic_write_text
 
 # %% auto #0

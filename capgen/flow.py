@@ -25,7 +25,7 @@ from .sphere import (_check_dim, _sinc, exp_map, geodesic_distance, log_map, log
                            project_tangent, sample_uniform)
 from .caps import (DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_center_size, log_area,
                          sample_caps_containing, sample_in_cap)
-from .files import load_part, save_part
+from .core import load_part, save_part
 from .training import config_from_dict, unwrap
 
 # %% auto #0

@@ -22,7 +22,7 @@ from torch import Tensor
 import capgen
 from .caps import Cap
 from .flow import FlowConfig, VectorField, flow_learner, load_flow, sample, save_flow, trained_model
-from .files import LoadError, atomic_dir, cache_dir, check_part, load_or_train, config_key, read_json
+from .core import LoadError, atomic_dir, cache_dir, check_part, load_or_train, config_key, read_json
 from .training import TrainConfig, unwrap
 from .transformer import ImageTransformer, _check_sampling, generate, load_transformer, save_transformer
 

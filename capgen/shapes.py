@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .files import atomic_dir, cache_dir, config_key, load_or_train, load_part, save_part
+from .core import atomic_dir, cache_dir, config_key, load_or_train, load_part, save_part
 
 # %% auto #0
 __all__ = ['SHAPES', 'COLOURS', 'SIZES', 'POSITIONS', 'BACKGROUNDS', 'ATTRIBUTES', 'OBJECT_ATTRIBUTES', 'RADIUS', 'OUTLINES',

@@ -23,7 +23,7 @@ from fastai.data.load import DataLoader
 from safetensors.torch import load_file, save_file
 
 from .clip import images_to_tensor
-from .files import LoadError, cache_dir, config_key, load_or_train, load_part, save_part
+from .core import LoadError, cache_dir, config_key, load_or_train, load_part, save_part
 from .shapes import ShapesWorld
 from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
 

@@ -42,7 +42,7 @@ from fastcore.imports import IN_NOTEBOOK
 from safetensors.torch import load_file, save_file
 
 import capgen
-from .files import LoadError, sha256, weight_problems, write_text
+from .core import LoadError, sha256, weight_problems, write_text
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'PRECISIONS', 'FORMAT', 'RESUME_MAY_CHANGE', 'TrainConfig', 'config_from_dict',

@@ -22,7 +22,7 @@ from fastai.metrics import Perplexity
 from torch import Tensor, nn
 
 from .caps import DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_cap, sample_caps_containing
-from .files import cache_dir, config_key, load_or_train, load_part, save_part
+from .core import cache_dir, config_key, load_or_train, load_part, save_part
 from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
 
 # %% auto #0

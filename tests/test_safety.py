@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from capgen.cli import main
 from capgen.clip import ClipConfig, Embedder
-from capgen.files import FORMAT, MARKER, WEIGHTS, LoadError, sha256
+from capgen.core import FORMAT, MARKER, WEIGHTS, LoadError, sha256
 from capgen.flow import FlowConfig, VectorField, load_flow, save_flow
 from capgen.pipeline import TextToImage
 from capgen.shapes import AttributeReader, ReaderConfig, default_reader, load_reader, save_reader
