@@ -26,7 +26,8 @@ import torch
 
 import capgen
 from _report import cpu_model, publish
-from capgen.transformer import ImageTransformer, TransformerConfig, generate, token_loss
+from capgen.transformer import ImageTransformer, TransformerConfig, generate
+from capgen.transformer_training import token_loss
 
 CONFIGS = {
     "shapes": TransformerConfig(),

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .core import check_int
 from .sphere import _check_dim, normalize, sample_uniform, project_tangent, cosine_distance
 
 # %% auto #0
@@ -227,12 +228,6 @@ def sample_cap_distance(d: int, d_max: Tensor | float, generator: torch.Generato
     return out.reshape(d_max.shape)
 
 # %% ../nbs/01_caps.ipynb #31c06bec
-def _check_n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"`n` must be a non-negative integer, got {n!r}")
-    return n
-
-
 def _gaussians(center: Tensor, n: int, generator=None) -> tuple[Tensor, Tensor, Tensor]:
     "`n` normal vectors per unit `center (B, d)`: `g (B, n, d)`, their components `g·μ` and squared norms (float64)."
     g = torch.randn(center.shape[0], n, center.shape[-1], generator=generator, dtype=center.dtype, device=center.device)
@@ -262,7 +257,7 @@ def _points_at_distance(center: Tensor, u: Tensor, generator=None) -> Tensor:
 
 def sample_in_cap(cap: Cap, n: int, generator: torch.Generator | None = None) -> Tensor:
     "`n` points uniform in each cap: `(n, d)` for one cap, `(*cap.shape, n, d)` for a batch, in the centre's dtype."
-    _check_n(n)
+    check_int("n", n, lo=0)
     center = cap.center.reshape(-1, cap.d)
     d_max = cap.d_max.reshape(-1, 1).double().expand(-1, n)
     u = sample_cap_distance(cap.d, d_max, generator)

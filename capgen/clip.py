@@ -26,9 +26,10 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from safetensors.torch import load_file, save_file
 
-from .core import LoadError, WEIGHTS, atomic_dir, cache_dir, config_key, fit_weights, load_or_train, read_part, save_part
+from .core import (LoadError, WEIGHTS, atomic_dir, cache_path, cached_part, check_int, fit_weights, read_part, save_part,
+                         trained_default, train_key)
 from .shapes import ATTRIBUTES, ShapesWorld, describe, parse_caption, prompt
-from .training import RESUME_MAY_CHANGE, TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
+from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
 
 # %% auto #0
 __all__ = ['OPENAI_MEAN', 'OPENAI_STD', 'ALLOWED_IMAGES', 'VISION_TOWERS', 'images_to_tensor', 'preprocess', 'Embedder',
@@ -96,12 +97,6 @@ def _check_texts(texts) -> list[str]:
     return list(texts)
 
 
-def _check_batch_size(bs) -> int:
-    if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
-        raise ValueError(f"`batch_size` must be an integer ≥ 1, got {bs!r}")
-    return bs
-
-
 class Embedder:
     """Images and texts → unit-norm CLIP embeddings `(n, d)`, float32 on `device`, computed in batches of
     `batch_size` without gradients. Build one with `from_pretrained`, `load`, `default_embedder` or
@@ -109,7 +104,7 @@ class Embedder:
 
     def __init__(self, model: nn.Module, tokenizer: Callable, image_size: int, mean: Sequence[float],
                  std: Sequence[float], source: dict, device=None, batch_size: int = 256):
-        self.batch_size = _check_batch_size(batch_size)
+        self.batch_size = check_int("batch_size", batch_size)
         self.device = torch.device(device or "cpu")
         self.model = model.to(self.device).eval()
         self.tokenizer, self.image_size = tokenizer, int(image_size)
@@ -121,7 +116,7 @@ class Embedder:
         return int(self.embed_texts([""]).shape[1])
 
     def _slices(self, n: int, batch_size: int | None) -> list[slice]:
-        bs = _check_batch_size(self.batch_size if batch_size is None else batch_size)
+        bs = check_int("batch_size", self.batch_size if batch_size is None else batch_size)
         return [slice(i, i + bs) for i in range(0, n, bs)]
 
     @torch.no_grad()
@@ -185,9 +180,7 @@ class ClipConfig:
     def __post_init__(self):
         for name in ("embed_dim", "image_size", "vision_width", "vision_layers", "patch_size", "text_width",
                      "text_layers", "head_width", "context_length"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {v!r}")
+            check_int(name, getattr(self, name))
         if self.vision not in VISION_TOWERS: raise ValueError(f"`vision`={self.vision!r} is not one of {VISION_TOWERS}")
         step = self.patch_size if self.vision == "vit" else 32
         if self.image_size % step:
@@ -284,9 +277,7 @@ class ShapesClipConfig:
 
     def __post_init__(self):
         for name in ("n_train", "n_valid", "captions_per_image", "world_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {v!r}")
+            check_int(name, getattr(self, name))
 
     def to_dict(self) -> dict: return asdict(self)
     @classmethod
@@ -360,11 +351,6 @@ def shapes_clip_learner(cfg: ClipConfig, data: ShapesClipConfig, train_cfg: Trai
     return make_learner(model, dls, clip_loss, train_cfg, cbs=cbs, **kwargs)
 
 
-def _train_key(train_cfg: TrainConfig) -> dict:
-    "The parts of a training config that decide the weights (not where or how often checkpoints go, nor logging)."
-    return {k: v for k, v in train_cfg.to_dict().items() if k not in RESUME_MAY_CHANGE}
-
-
 def default_train_config(**changes) -> TrainConfig:
     "The training run of the default shapes-world CLIP (checkpoints every 2 minutes, into a temporary folder)."
     d = dict(epochs=7, batch_size=128, lr=2e-3, schedule="warmup_cosine", warmup_pct=0.05, weight_decay=0.1,
@@ -393,7 +379,7 @@ def train_shapes_clip(cfg: ClipConfig = ClipConfig(), data: ShapesClipConfig = S
         with ema_weights(learn) as m: weights = {k: v.detach().cpu().clone() for k, v in unwrap(m).state_dict().items()}
     emb = Embedder.from_config(cfg, device=device)
     emb.model.load_state_dict(weights)
-    emb.source["trained"] = dict(data=data.to_dict(), train=_train_key(train_cfg), seconds=round(seconds, 1),
+    emb.source["trained"] = dict(data=data.to_dict(), train=train_key(train_cfg), seconds=round(seconds, 1),
                                  valid_loss=[float(v[1]) for v in learn.recorder.values],
                                  logit_scale=float(weights["logit_scale"].exp()))
     return emb
@@ -449,10 +435,10 @@ def default_configs() -> tuple[ClipConfig, ShapesClipConfig, TrainConfig]:
 def cached_path(configs: tuple[ClipConfig, ShapesClipConfig, TrainConfig], cache: str | Path | None = None) -> Path:
     "Where `default_embedder` keeps the model trained with `configs`: `clip-<hash of the configs>` in `cache`."
     cfg, data, train_cfg = configs
-    key = config_key({"clip": cfg.to_dict(), "data": data.to_dict(), "train": _train_key(train_cfg)})
-    return Path(cache or cache_dir()) / f"clip-{key}"
+    return cache_path("clip", {"clip": cfg.to_dict(), "data": data.to_dict(), "train": train_key(train_cfg)}, cache)
 
 
+@trained_default("shapes", "clip")
 def default_embedder(device=None, cache: str | Path | None = None, retrain: bool = False,
                      configs: tuple[ClipConfig, ShapesClipConfig, TrainConfig] | None = None) -> Embedder:
     """The shapes-world CLIP trained with `configs` (default: `default_configs()`), loaded from
@@ -460,17 +446,11 @@ def default_embedder(device=None, cache: str | Path | None = None, retrain: bool
     and saved there atomically. An interrupted training (Ctrl-C) keeps its checkpoint beside it in the cache and
     continues from it at the next call."""
     cfg, data, train_cfg = configs or default_configs()
-    path = cached_path((cfg, data, train_cfg), cache)
-    ckpt = path.with_name(path.name + ".checkpoints")
 
-    def fit(p):
+    def fit(path, ckpt):
         tc = train_cfg if train_cfg.ckpt_dir else replace(train_cfg, ckpt_dir=str(ckpt))
-        train_shapes_clip(cfg, data, tc, resume="auto").save(p)
-        shutil.rmtree(ckpt, ignore_errors=True)
-    if retrain:
-        shutil.rmtree(ckpt, ignore_errors=True)
-        fit(path)
-    return load_or_train(path, "CLIP", fit, lambda p: Embedder.load(p, device))
+        train_shapes_clip(cfg, data, tc, resume="auto").save(path)
+    return cached_part(cached_path((cfg, data, train_cfg), cache), "CLIP", fit, lambda p: Embedder.load(p, device), retrain)
 
 # %% ../nbs/06_clip.ipynb #8a03f97a
 def modality_gap(embedder: Embedder, world: ShapesWorld = ShapesWorld(), n: int = 1000, split: str = "validation",

@@ -281,12 +281,14 @@ def load_or_train(path: Path, kind: str, train: Callable[[Path], object], load: 
     return load(path)
 
 
-NOT_IN_KEY = ("ckpt_dir", "ckpt_every_minutes", "wandb")   # training settings that leave the trained weights as they are
+# training settings that leave the trained weights as they are (and so may also change when a training resumes)
+NOT_IN_KEY = ("ckpt_dir", "ckpt_every_steps", "ckpt_every_minutes", "keep_last", "sample_every",
+              "wandb", "wandb_project", "wandb_name")
 
 
 def train_key(train_cfg) -> dict:
-    """A training config (anything with `to_dict()`) as the dict that goes into a config key: without where
-    checkpoints go, how often they are written, or logging, none of which changes what is trained."""
+    """A training config (anything with `to_dict()`) as the dict that goes into a config key: without where and how
+    often checkpoints and samples are written, or logging (`NOT_IN_KEY`), none of which changes what is trained."""
     return {k: v for k, v in train_cfg.to_dict().items() if k not in NOT_IN_KEY}
 
 

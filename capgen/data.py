@@ -27,14 +27,14 @@ from fastprogress.fastprogress import progress_bar
 
 from .flow import flow_dls
 from .shapes import SPLITS, ShapesWorld, describe, random_scene, render
-from .core import OverwriteError
-from .training import _atomic_write_text
+from .core import OverwriteError, cache_path, check_int, write_text
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'RESERVED_COLUMNS', 'SIXTEEN_BIT', 'EMBEDDING_DTYPES', 'EMBED_FROM', 'Source', 'open_image',
            'FolderSource', 'HFSource', 'ShapesSource', 'as_source', 'to_rgb', 'fit_square', 'module_hash',
-           'tokenizer_fingerprint', 'embedder_fingerprint', 'load_built', 'build_report', 'build_dataset', 'is_valid',
-           'load_embeddings', 'embedding_dls', 'TokenDL', 'token_dls', 'plot_time']
+           'tokenizer_fingerprint', 'embedder_fingerprint', 'load_built', 'build_report', 'build_dataset',
+           'fingerprints', 'shapes_tokens', 'is_valid', 'load_embeddings', 'embedding_dls', 'TokenDL', 'token_dls',
+           'plot_time']
 
 # %% ../nbs/08_data.ipynb #b61e4ca2
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -150,8 +150,7 @@ class ShapesSource(Source):
     world: ShapesWorld = ShapesWorld()
 
     def __post_init__(self):
-        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
-            raise ValueError(f"`n`={self.n!r} must be an integer ≥ 1")
+        check_int("n", self.n)
         if self.split not in SPLITS: raise ValueError(f"`split`={self.split!r} is not one of {SPLITS}")
         from datasets import Value
         self.features = {k: Value("string") for k in ["caption", *self.world.scene(0, self.split).attributes()]}
@@ -276,7 +275,7 @@ def _shard_done(out: Path, k: int) -> bool: return _shard_path(out, k).is_file()
 def _tmp_name(path: Path) -> Path: return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def _write_json(path: Path, obj): _atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def _write_json(path: Path, obj): write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def _write_arrow(path: Path, cols: dict, features):
@@ -452,7 +451,7 @@ def build_dataset(source, embedder, tokenizer, out_dir: str | Path, shard_size: 
     part is done while others' are not). Re-running continues an interrupted build. See `as_source` for `source`."""
     src = as_source(source, image_column=image_column, id_column=id_column, split=split)
     for name, v in (("shard_size", shard_size), ("num_proc", num_proc), ("min_size", min_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"`{name}`={v!r} must be an integer ≥ 1")
+        check_int(name, v)
     if embedding_dtype not in EMBEDDING_DTYPES:
         raise ValueError(f"`embedding_dtype`={embedding_dtype!r} must be one of {EMBEDDING_DTYPES}")
     if embed_from not in EMBED_FROM: raise ValueError(f"`embed_from`={embed_from!r} must be one of {EMBED_FROM}")
@@ -488,6 +487,19 @@ def build_dataset(source, embedder, tokenizer, out_dir: str | Path, shard_size: 
     if (out / "state.json").is_file(): return load_built(out)
     print(f"process {rank} of {world} finished its shards of {out}; the others' are not all done yet: "
           f"run build_dataset again (any process) once they are, to assemble the dataset")
+
+# %% ../nbs/08_data.ipynb #a410659f
+def fingerprints(tokenizer, embedder) -> dict:
+    "What a dataset built with `tokenizer` and `embedder` depends on: their classes, sizes and a hash of their weights."
+    return {"tokenizer": tokenizer_fingerprint(tokenizer), "embedder": embedder_fingerprint(embedder)}
+
+
+def shapes_tokens(tokenizer, embedder, n: int, split: str = "train", cache=None, progress: bool = True):
+    """`n` renders of `split` of the shapes world, tokenized and embedded by `build_dataset` into the cache (default
+    `capgen.core.cache_dir()`): built once, and an interrupted build continues."""
+    key = {"n": n, "split": split, **fingerprints(tokenizer, embedder)}
+    return build_dataset(ShapesSource(n, split, ShapesWorld(tokenizer.image_size)), embedder, tokenizer,
+                         cache_path("shapes-tokens", key, cache), progress=progress)
 
 # %% ../nbs/08_data.ipynb #81343783
 def is_valid(ids: Sequence[str], valid_pct: float = 0.05, seed: int = 0) -> np.ndarray:

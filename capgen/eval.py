@@ -16,9 +16,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .caps import Cap
+from .core import check_int
 from .pipeline import Generation, TextToImage, best_of, prompt_centers
 from .shapes import ATTRIBUTES, OBJECT_ATTRIBUTES, RADIUS, READ, Scene, prompt, random_scene, read_attributes, render
 from .transformer import generate
+from .transformer_training import default_configs
 
 # %% auto #0
 __all__ = ['METHODS', 'eval_prompts', 'adherence', 'diversity', 'clip_score', 'MetricUnavailable', 'EmbedderFeatures', 'frechet',
@@ -28,7 +30,7 @@ __all__ = ['METHODS', 'eval_prompts', 'adherence', 'diversity', 'clip_score', 'M
 # %% ../nbs/11_eval.ipynb #daeba65b
 def eval_prompts(n: int = 96, seed: int = 0, attributes=OBJECT_ATTRIBUTES) -> tuple[list[str], list[dict]]:
     "`n` captions stating `attributes` of one object, drawn uniformly and independently, and their attribute dicts."
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise ValueError(f"`n` must be an integer ≥ 1, got {n!r}")
+    check_int("n", n)
     bad = [a for a in attributes if a not in READ]
     if bad or not attributes: raise ValueError(f"`attributes` must be a non-empty subset of {READ}, got {attributes!r}")
     rng = np.random.default_rng(seed)
@@ -113,7 +115,6 @@ def frechet(real, fake, feature="inception", kid_subset: int | None = None, batc
 # %% ../nbs/11_eval.ipynb #f9466971
 def cap_transformer_configs(tokenizer, embedder):
     "The one-stage model (C): the default transformer's architecture, data and training, conditioned on caps."
-    from capgen.transformer import default_configs
     cfg, n, tc = default_configs(tokenizer, embedder)
     return replace(cfg, cond="cap"), n, tc
 

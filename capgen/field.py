@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from .sphere import sample_uniform, slerp
-from .caps import Cap, cap_outline, log_area_fraction, _check_n
+from .caps import Cap, cap_outline, log_area_fraction
+from .core import check_int
 from .vmf import VMFMixture
 from .training import unwrap
 from .flow import (VectorField, cap_tensor, sample_base, base_uses_cap, integrate_fixed, log_likelihood, sample,
@@ -259,7 +260,7 @@ def spiral_mixture(k: int = 12, turns: float = 1.25, lat: tuple[float, float] = 
     """A string of `k` von Mises–Fisher beads on $S^2$ along a spiral that winds `turns` times around the z-axis
     from latitude `lat[0]` to `lat[1]` (degrees), sharp at the start and broad at the end (`kappa` from `kappa[0]`
     to `kappa[1]`, geometrically), equal weights."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1: raise ValueError(f"`k` must be a positive integer, got {k!r}")
+    check_int("k", k)
     if not -90 <= lat[0] <= 90 or not -90 <= lat[1] <= 90: raise ValueError(f"`lat` must be in [-90, 90] degrees, got {lat!r}")
     if min(kappa) <= 0: raise ValueError(f"`kappa` must be positive, got {kappa!r}")
     s = torch.linspace(0, 1, k, dtype=torch.float64)
@@ -301,7 +302,7 @@ def trajectories(model: VectorField, cap: Cap | None = None, n: int = 500, steps
                  generator: torch.Generator | None = None) -> Tensor:
     """`n` paths from noise to samples, `(steps + 1, n, 3)`: the states of the solver at t = 0, 1/steps, ..., 1.
     The same noise and solver as `sample`, so with the same generator the last state is `sample`'s output."""
-    _check_n(n)
+    check_int("n", n, lo=0)
     model = _check_s2(model)
     cap = _one_cap(model, cap)
     p = next(model.parameters())
@@ -601,7 +602,7 @@ class CapExplorer:
         lo, hi = self.size_range
         for name, v, a, b in (("lat", lat, -90, 90), ("lon", lon, -180, 180), ("d_max", d_max, lo, hi), ("t", t, 0, 1)):
             if not a <= v <= b: raise ValueError(f"`{name}` must be in [{a:g}, {b:g}], got {v!r}")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise ValueError(f"`n` must be a positive integer, got {n!r}")
+        check_int("n", n)
         cap = Cap(from_lonlat(torch.tensor(math.radians(lon)), torch.tensor(math.radians(lat))).float(), float(d_max))
         k = round(t * self.steps)
         x = self.paths(cap, n)[k]

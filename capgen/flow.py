@@ -25,7 +25,7 @@ from .sphere import (_check_dim, _sinc, exp_map, geodesic_distance, log_map, log
                            project_tangent, sample_uniform)
 from .caps import (DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_center_size, log_area,
                          sample_caps_containing, sample_in_cap)
-from .core import load_part, save_part
+from .core import check_int, load_part, save_part
 from .training import config_from_dict, unwrap
 
 # %% auto #0
@@ -84,11 +84,8 @@ class FlowConfig:
     def __post_init__(self):
         _check_dim(self.d, "d")
         for name in ("width", "depth", "expansion"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {v!r}")
-        if isinstance(self.time_freqs, bool) or not isinstance(self.time_freqs, int) or self.time_freqs < 0:
-            raise ValueError(f"`time_freqs` must be a non-negative integer, got {self.time_freqs!r}")
+            check_int(name, getattr(self, name))
+        check_int("time_freqs", self.time_freqs, lo=0)
         if self.time_sampling not in ("stratified", "uniform"):
             raise ValueError(f"`time_sampling` must be 'stratified' or 'uniform', got {self.time_sampling!r}")
         if self.ot_pairing and self.conditional:
@@ -415,8 +412,7 @@ def integrate_fixed(model: VectorField, x0: Tensor, cond: Tensor | None = None, 
     `method` ('euler', 'midpoint', 'rk4'). After every step, points that left `keep_in` (caps `(n,)`) are
     reflected back in. With `trace`, the solution keeps the state at every step."""
     if method not in FIXED_STEP: raise ValueError(f"`method` must be a fixed-step method, one of {list(FIXED_STEP)}, got {method!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"`steps` must be a positive integer, got {steps!r}")
+    check_int("steps", steps)
     n, x = x0.shape[0], x0.clone()
     f, fold, stats = _field(model, cond), _folder(keep_in), SampleStats(steps=float(steps))
     dt = torch.full((n,), 1 / steps, dtype=x.dtype, device=x.device)
@@ -502,8 +498,7 @@ def sample(model: VectorField, cap: Cap | None = None, n: int = 1, method: str =
     `(B, n, d)` for caps of shape `(B,)`. Every sample lies inside its cap: points that leave it (rare; counted
     in `SampleStats.folded`) are reflected back in. `method`: 'euler', 'midpoint', 'rk4' (`steps` fixed steps) or
     'dopri5' (adaptive, `atol`/`rtol`). With `return_stats`, also a `SampleStats`."""
-    from capgen.caps import _check_n
-    _check_n(n)
+    check_int("n", n, lo=0)
     model = unwrap(model)
     cap = _check_cap(model, cap)
     p = next(model.parameters())
@@ -557,8 +552,7 @@ def divergence(model: VectorField, x: Tensor, t: Tensor, cond: Tensor | None = N
     n, d = x.shape
     m = d - 1
     k = m if n_probes is None or n_probes >= m else n_probes
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"`n_probes` must be a positive integer or None, got {n_probes!r}")
+    check_int("n_probes", n_probes, none_ok=True)
     g = torch.randn(n, d, k, generator=generator, dtype=x.dtype,
                     device=generator.device if generator is not None else x.device).to(x.device)
     g = g - x.unsqueeze(-1) * (x.unsqueeze(1) @ g)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,54 +19,15 @@ from PIL import Image
 from torch import Tensor
 
 import capgen
+from . import shapes_flow, transformer_training  # noqa: F401 (they register the shapes world's flow and transformer)
 from .caps import Cap
-from .flow import FlowConfig, VectorField, flow_learner, load_flow, sample, save_flow, trained_model
-from .core import LoadError, atomic_dir, cache_dir, check_part, load_or_train, config_key, read_json
-from .training import TrainConfig, unwrap
+from .flow import VectorField, load_flow, sample, save_flow
+from .core import LoadError, atomic_dir, check_int, check_number, check_part, read_json, trained_part
+from .training import unwrap
 from .transformer import ImageTransformer, _check_sampling, generate, load_transformer, save_transformer
 
 # %% auto #0
-__all__ = ['PARTS', 'flow_configs', 'default_flow', 'prompt_centers', 'Generation', 'image_grid', 'TextToImage', 'best_of',
-           'default_pipeline']
-
-# %% ../nbs/10_pipeline.ipynb #91e4fc6c
-def flow_configs(embedder, **changes) -> tuple[FlowConfig, TrainConfig]:
-    """Architecture (sized to `embedder`, or to an embedding dimension) and training of the shapes-world flow;
-    `changes` go to the `TrainConfig`."""
-    d = embedder if isinstance(embedder, int) else int(embedder.embed_images(np.zeros((1, 8, 8, 3), np.uint8)).shape[-1])
-    tc = TrainConfig(epochs=20, batch_size=512, lr=3e-3, schedule="warmup_cosine", warmup_pct=0.05, ema_decay=0.999,
-                     ckpt_every_minutes=2.0)
-    return FlowConfig(d=d, width=512, depth=4), replace(tc, **changes)
-
-
-def default_flow(tokenizer=None, embedder=None, device=None, cache=None, retrain: bool = False, configs=None,
-                 n: int = 30_000, cbs=None) -> VectorField:
-    """The shapes-world flow trained with `configs` (default `flow_configs(embedder)`) on the embeddings of the
-    default dataset of `n` renders, from `cache` (default `capgen.shapes.cache_dir()`) if it was trained before,
-    else trained now (minutes on a CPU) and saved there. An interrupted training raises `KeyboardInterrupt` and
-    continues from its checkpoint at the next call."""
-    from capgen.clip import default_embedder
-    from capgen.data import load_embeddings
-    from capgen.tokenizer import default_tokenizer
-    from capgen.transformer import _fingerprints, shapes_tokens
-    tokenizer, embedder = tokenizer or default_tokenizer(), embedder or default_embedder()
-    cfg, tc = configs or flow_configs(embedder)
-    train = {k: v for k, v in tc.to_dict().items() if k not in ("ckpt_dir", "ckpt_every_minutes", "wandb")}
-    key = config_key({"model": cfg.to_dict(), "n": n, "train": train, **_fingerprints(tokenizer, embedder)})
-    path = Path(cache or cache_dir()) / f"flow-{key}"
-    ckpt = path.with_name(path.name + ".checkpoints")
-
-    def fit(p):
-        x_train, x_valid = load_embeddings(shapes_tokens(tokenizer, embedder, n, cache=cache))
-        learn = flow_learner(x_train, x_valid, cfg, replace(tc, ckpt_dir=str(ckpt)), cbs=list(cbs or []))
-        learn.fit_cfg(resume="auto")
-        if learn.interrupted: raise KeyboardInterrupt(f"flow training interrupted; its checkpoint is in {ckpt}")
-        save_flow(trained_model(learn), p)
-        shutil.rmtree(ckpt, ignore_errors=True)
-    if retrain:
-        shutil.rmtree(ckpt, ignore_errors=True)
-        fit(path)
-    return load_or_train(path, "flow", fit, lambda p: load_flow(p, device))
+__all__ = ['PARTS', 'prompt_centers', 'Generation', 'image_grid', 'TextToImage', 'best_of', 'default_pipeline']
 
 # %% ../nbs/10_pipeline.ipynb #ba21add7
 def _is_image_batch(x) -> bool:
@@ -156,12 +116,6 @@ def image_grid(images, ncols: int | None = None, pad: int = 2, fill: int = 255) 
     return Image.fromarray(out)
 
 # %% ../nbs/10_pipeline.ipynb #9e94a3a9
-def _check_count(name: str, v, lo: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise ValueError(f"`{name}` must be an integer ≥ {lo}, got {v!r}")
-    return v
-
-
 PARTS = ["embedder", "flow", "transformer", "tokenizer"]   # the sub-folders of a saved pipeline
 
 
@@ -213,9 +167,8 @@ class TextToImage:
                 ) -> Generation:
         "`n` images for each prompt in the cap of size `d_max` around it (see `prompt_centers`)."
         from fastprogress.fastprogress import progress_bar
-        _check_count("n", n); _check_count("rerank", rerank); _check_count("steps", steps); _check_count("batch_size", batch_size)
-        if isinstance(d_max, bool) or not isinstance(d_max, (int, float)) or not math.isfinite(d_max):
-            raise ValueError(f"`d_max` must be a number in [0, 2], got {d_max!r}")
+        for name, v in (("n", n), ("rerank", rerank), ("steps", steps), ("batch_size", batch_size)): check_int(name, v)
+        check_number("d_max", d_max, 0, 2)
         _check_sampling(temperature, top_k, top_p, None, cfg_scale)
         centers, labels = prompt_centers(self.embedder, prompt)
         m, k = len(centers), n * rerank
@@ -270,7 +223,7 @@ class TextToImage:
 
 def best_of(gen: Generation, n: int) -> Generation:
     "The `n` images of each prompt in `gen` whose CLIP embeddings are closest to the prompt's centre, best first."
-    _check_count("n", n)
+    check_int("n", n)
     if n > gen.images.shape[1]: raise ValueError(f"`n`={n} is more than the {gen.images.shape[1]} images per prompt")
     idx = gen.similarity.argsort(dim=1, descending=True, stable=True)[:, :n]
     take = lambda x: torch.stack([x[i, idx[i]] for i in range(len(idx))])
@@ -279,10 +232,10 @@ def best_of(gen: Generation, n: int) -> Generation:
                    image_embeddings=take(gen.image_embeddings))
 
 # %% ../nbs/10_pipeline.ipynb #54fe0ea8
-def default_pipeline(device=None, cache=None) -> TextToImage:
-    "The shapes-world `TextToImage` of the default CLIP, tokenizer, transformer and flow (each trained on first use)."
-    from capgen.clip import default_embedder
-    from capgen.tokenizer import default_tokenizer
-    from capgen.transformer import default_transformer
-    emb, tok = default_embedder(cache=cache), default_tokenizer(cache=cache)
-    return TextToImage(emb, default_flow(tok, emb, cache=cache), default_transformer(tok, emb, cache=cache), tok).to(device)
+def default_pipeline(device=None, cache=None, world: str = "shapes") -> TextToImage:
+    """The `TextToImage` of `world`'s trained CLIP, tokenizer, flow and transformer (`capgen.core.trained_part`; each
+    trained on first use and kept in `cache`)."""
+    emb, tok = trained_part("clip", world, cache=cache), trained_part("tokenizer", world, cache=cache)
+    flow = trained_part("flow", world, tokenizer=tok, embedder=emb, cache=cache)
+    transformer = trained_part("transformer", world, tokenizer=tok, embedder=emb, cache=cache)
+    return TextToImage(emb, flow, transformer, tok).to(device)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .core import atomic_dir, cache_dir, config_key, load_or_train, load_part, save_part
+from .core import atomic_dir, cache_path, cached_part, load_part, save_part, trained_default
 
 # %% auto #0
 __all__ = ['SHAPES', 'COLOURS', 'SIZES', 'POSITIONS', 'BACKGROUNDS', 'ATTRIBUTES', 'OBJECT_ATTRIBUTES', 'RADIUS', 'OUTLINES',
@@ -502,16 +502,13 @@ def load_reader(path, device=None) -> AttributeReader:
     return load_part(path, "reader", lambda m: AttributeReader(ReaderConfig(**m)), device)[0]
 
 
+@trained_default("shapes", "reader")
 def default_reader(cfg: ReaderConfig = ReaderConfig(), device=None, retrain: bool = False, log=print) -> AttributeReader:
     """The reader trained with `cfg`, from `cache_dir()` if it was trained before, else trained now and cached. An
     interrupted training (Ctrl-C) keeps its checkpoint in the cache and continues from it at the next call."""
-    path = cache_dir() / f"reader-{config_key(cfg.to_dict())}"
-    ckpt = path.with_name(path.name + ".checkpoints")
-    def train(p):
-        save_reader(train_reader(cfg, ckpt_dir=ckpt, resume="auto"), p)
-        shutil.rmtree(ckpt, ignore_errors=True)
-    if retrain: train(path)
-    return load_or_train(path, "reader", train, lambda p: load_reader(p, device), log)
+    def fit(path, ckpt):
+        save_reader(train_reader(cfg, ckpt_dir=ckpt, resume="auto"), path)
+    return cached_part(cache_path("reader", cfg.to_dict()), "reader", fit, lambda p: load_reader(p, device), retrain, log)
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ import math
 
 import torch
 from torch import Tensor
+from .core import check_int
 
 # %% auto #0
 __all__ = ['normalize', 'sample_uniform', 'cosine_distance', 'geodesic_distance', 'project_tangent', 'antipodal_direction',
@@ -16,9 +17,7 @@ __all__ = ['normalize', 'sample_uniform', 'cosine_distance', 'geodesic_distance'
 
 # %% ../nbs/00_sphere.ipynb #5534761a
 def _check_dim(d: int, name: str = "d") -> int:
-    if isinstance(d, bool) or not isinstance(d, int) or d < 2:
-        raise ValueError(f"`{name}` must be an integer ≥ 2 (the length of the vectors), got {d!r}")
-    return d
+    return check_int(name, d, lo=2)
 
 
 def normalize(x: Tensor, eps: float = 0.0) -> Tensor:
@@ -36,8 +35,7 @@ def sample_uniform(
 ) -> Tensor:
     "`n` points uniform on $S^{d-1}$, shape `(n, d)`: normalised standard normal vectors."
     _check_dim(d)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"`n` must be a non-negative integer, got {n!r}")
+    check_int("n", n, lo=0)
     if generator is not None and device is None:
         device = generator.device
     g = torch.randn(n, d, generator=generator, dtype=dtype, device=device)

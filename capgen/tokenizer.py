@@ -23,7 +23,7 @@ from fastai.data.load import DataLoader
 from safetensors.torch import load_file, save_file
 
 from .clip import images_to_tensor
-from .core import LoadError, cache_dir, config_key, load_or_train, load_part, save_part
+from .core import LoadError, cache_path, cached_part, check_int, load_part, save_part, trained_default, train_key
 from .shapes import ShapesWorld
 from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
 
@@ -578,24 +578,18 @@ def default_configs() -> tuple[TokenizerConfig, TokenizerData, TrainConfig]:
     return TokenizerConfig(), TokenizerData(), default_train_config()
 
 
+@trained_default("shapes", "tokenizer")
 def default_tokenizer(device=None, cache=None, retrain: bool = False, configs=None, cbs=None) -> FSQTokenizer:
     """The shapes-world tokenizer trained with `configs` (default `default_configs()`), from `cache` (default
-    `capgen.shapes.cache_dir()`) if it was trained before, else trained now (minutes on a CPU) and saved there.
+    `capgen.core.cache_dir()`) if it was trained before, else trained now (minutes on a CPU) and saved there.
     An interrupted training (Ctrl-C, SIGTERM) raises `KeyboardInterrupt`, caches nothing, and continues from its
     checkpoint at the next call. `cbs`: extra fastai callbacks for the training."""
     cfg, data, tc = configs or default_configs()
-    key = config_key({"model": cfg.to_dict(), "data": data.to_dict(),
-                      "train": {k: v for k, v in tc.to_dict().items() if k not in ("ckpt_dir", "ckpt_every_minutes", "wandb")}})
-    path = Path(cache or cache_dir()) / f"tokenizer-{key}"
-    ckpt = path.with_name(path.name + ".checkpoints")   # an interrupted training continues from here
+    key = {"model": cfg.to_dict(), "data": data.to_dict(), "train": train_key(tc)}
 
-    def fit(p):
-        train_tokenizer(cfg, data, replace(tc, ckpt_dir=str(ckpt)), resume="auto", cbs=cbs).save(p)
-        shutil.rmtree(ckpt, ignore_errors=True)
-    if retrain:
-        shutil.rmtree(ckpt, ignore_errors=True)
-        fit(path)
-    return load_or_train(path, "tokenizer", fit, lambda p: load_tokenizer(p, device))
+    def fit(path, ckpt):
+        train_tokenizer(cfg, data, replace(tc, ckpt_dir=str(ckpt)), resume="auto", cbs=cbs).save(path)
+    return cached_part(cache_path("tokenizer", key, cache), "tokenizer", fit, lambda p: load_tokenizer(p, device), retrain)
 
 # %% ../nbs/07_tokenizer.ipynb #b25b83d0
 def psnr_per_image(a: Tensor, b: Tensor) -> Tensor:

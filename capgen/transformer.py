@@ -5,31 +5,21 @@
 # %% ../nbs/09_transformer.ipynb #f6df2e5c
 from __future__ import annotations
 
-import copy
-import json
 import math
-import os
-import shutil
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from fastai.callback.core import Callback
-from fastai.metrics import Perplexity
 from torch import Tensor, nn
 
-from .caps import DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_cap, sample_caps_containing
-from .core import cache_dir, config_key, load_or_train, load_part, save_part
-from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
+from .caps import DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_cap
+from .core import check_int, check_number, load_part, save_part
+from .training import config_from_dict, unwrap
 
 # %% auto #0
 __all__ = ['CONDS', 'PRESETS', 'TransformerConfig', 'predicted_index', 'rope_tables', 'rotate', 'Attention', 'Block', 'KVCache',
-           'ImageTransformer', 'filter_logits', 'generate', 'token_loss', 'TokenBatch', 'default_train_config',
-           'sample_figure', 'transformer_learner', 'train_transformer', 'save_transformer', 'load_transformer',
-           'preset', 'default_configs', 'shapes_tokens', 'default_transformer', 'evaluate_transformer']
+           'ImageTransformer', 'filter_logits', 'generate', 'save_transformer', 'load_transformer', 'preset']
 
 # %% ../nbs/09_transformer.ipynb #0ca344f5
 CONDS = ("embedding", "cap")
@@ -55,9 +45,7 @@ class TransformerConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "grid", "cond_dim", "d_model", "n_layers", "n_heads", "n_cond_tokens"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {v!r}")
+            check_int(name, getattr(self, name))
         if self.cond not in CONDS: raise ValueError(f"`cond` must be one of {CONDS}, got {self.cond!r}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 4:
             raise ValueError(f"`d_model`={self.d_model} must be `n_heads`={self.n_heads} times a multiple of 4 "
@@ -274,8 +262,7 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
 def _check_sampling(temperature, top_k, top_p, min_p, cfg_scale):
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
         raise ValueError(f"`temperature` must be a number ≥ 0 (0: greedy), got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"`top_k` must be an integer ≥ 1 or None, got {top_k!r}")
+    check_int("top_k", top_k, none_ok=True)
     if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
         raise ValueError(f"`top_p` must be in (0, 1] or None, got {top_p!r}")
     if min_p is not None and not (isinstance(min_p, (int, float)) and 0 <= min_p <= 1):
@@ -320,7 +307,7 @@ def generate(model: ImageTransformer, cond=None, n: int = 1, temperature: float 
     model = unwrap(model)
     cfg, dev = model.cfg, next(model.parameters()).device
     _check_sampling(temperature, top_k, top_p, min_p, cfg_scale)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise ValueError(f"`n` must be an integer ≥ 1, got {n!r}")
+    check_int("n", n)
     c = _conditions(model, cond)
     guided = cfg_scale != 1 and c is not None
     if (guided or c is None) and not cfg.has_null: raise ValueError(_NO_NULL)
@@ -347,95 +334,7 @@ def generate(model: ImageTransformer, cond=None, n: int = 1, temperature: float 
         model.train(was_training)
     return tokens.view(b, cfg.grid, cfg.grid)
 
-# %% ../nbs/09_transformer.ipynb #d9539b91
-def token_loss(logits: Tensor, tokens: Tensor) -> Tensor:
-    "Mean cross-entropy (nats per token) of `logits (b, n, vocab)` predicting `tokens (b, n)`."
-    return F.cross_entropy(logits.flatten(0, 1).float(), tokens.flatten())
-
-
-class TokenBatch(Callback):
-    "`(tokens, embedding)` batches → inputs `(tokens, cond)` and target `tokens`; cap models get leak-free caps."
-    order = -10
-
-    def before_batch(self):
-        cfg = unwrap(self.learn.model).cfg
-        tokens, emb = self.learn.xb[0], self.learn.yb[0]
-        cond = emb
-        if cfg.cond == "cap":
-            gen = None if self.training else torch.Generator(emb.device).manual_seed(1_000_003 * (self.iter + 1))
-            cond = encode_cap(sample_caps_containing(emb, cfg.size_dist, generator=gen), cfg.size_dist)
-        self.learn.xb, self.learn.yb = (tokens, cond), (tokens,)
-
-
-def default_train_config(**changes) -> TrainConfig:
-    "How the shapes-world transformer trains (minutes on a CPU)."
-    return replace(TrainConfig(epochs=6, batch_size=64, lr=2e-3, weight_decay=0.05, schedule="one_cycle",
-                               warmup_pct=0.05, precision="bf16", ema_decay=0.999,
-                               ckpt_dir="", ckpt_every_minutes=2.0), **changes)
-
-
-def _check_data(cfg: TransformerConfig, dls):
-    tokens, emb = dls.one_batch() if hasattr(dls, "one_batch") else next(iter(dls.train))
-    if tokens.shape[1] != cfg.n_tokens:
-        raise ValueError(f"the data has {tokens.shape[1]} tokens per image, the model's `grid`={cfg.grid} needs {cfg.n_tokens}")
-    if emb.shape[1] != cfg.cond_dim:
-        raise ValueError(f"the data's embeddings have dimension {emb.shape[1]}, the model's `cond_dim` is {cfg.cond_dim}")
-
-
-def sample_figure(model: ImageTransformer, tokenizer, cond, originals: Tensor | None = None, n: int = 4,
-                  seed: int = 0, **kwargs):
-    """A figure with one row per condition: the original image (decoded `originals` tokens, if given) and `n`
-    samples decoded by `tokenizer`; `kwargs` go to `generate`."""
-    from capgen.shapes import show_images
-    m = len(cond.center.reshape(-1, cond.d)) if isinstance(cond, Cap) else len(cond.reshape(-1, model.cfg.cond_dim))
-    tokens = generate(model, cond, n, generator=torch.Generator(next(model.parameters()).device).manual_seed(seed), **kwargs)
-    g = model.cfg.grid
-    images = tokenizer.decode(tokens.cpu())
-    images = images.view(m, n, *images.shape[1:])
-    if originals is not None:
-        images = torch.cat([tokenizer.decode(originals.reshape(m, g, g).cpu())[:, None], images], 1)
-    titles = (["data"] if originals is not None else []) + [f"sample {j + 1}" for j in range(n)]
-    titles = titles * m
-    fig = show_images(images.flatten(0, 1).numpy(), titles=titles, ncols=images.shape[1])
-    return fig
-
-
-def transformer_learner(cfg: TransformerConfig, dls, train_cfg: TrainConfig | None = None, tokenizer=None,
-                        n_show: int = 4, **kwargs):
-    """A `Learner` training an `ImageTransformer` on `(tokens, embedding)` `dls` (`capgen.data.token_dls`); train it
-    with `learn.fit_cfg()`. With a `tokenizer`, `train_cfg.sample_every` logs a figure of samples for `n_show`
-    validation images (saved as PNG, and to wandb)."""
-    train_cfg = train_cfg or default_train_config()
-    _check_data(cfg, dls)
-    torch.manual_seed(train_cfg.seed)
-    model = ImageTransformer(cfg)
-    sample_fn = None
-    if tokenizer is not None:
-        tokens, emb = next(iter(dls.valid))
-        tokens, emb = tokens[:n_show], emb[:n_show]
-        cond = Cap(emb, torch.full((len(emb),), 0.0)) if cfg.cond == "cap" else emb
-        def sample_fn(model, step):
-            return {"samples": sample_figure(model, tokenizer, cond, tokens, n=4, cfg_scale=1.0)}
-    return make_learner(model, dls, token_loss, train_cfg, cbs=[TokenBatch()] + list(kwargs.pop("cbs", None) or []),
-                        metrics=[Perplexity()], sample_fn=sample_fn, **kwargs)
-
-
-def train_transformer(cfg: TransformerConfig, dls, train_cfg: TrainConfig | None = None, tokenizer=None,
-                      resume=None, **kwargs) -> ImageTransformer:
-    """Train an `ImageTransformer`; returns it with its EMA weights, on the CPU, in eval mode. `resume`: as in
-    `fit_cfg`. An interrupted training (Ctrl-C, SIGTERM) raises `KeyboardInterrupt` after its checkpoint is saved."""
-    learn = transformer_learner(cfg, dls, train_cfg, tokenizer, **kwargs)
-    t0 = time.time()
-    learn.fit_cfg(resume=resume)
-    if learn.interrupted: raise KeyboardInterrupt("transformer training interrupted; its checkpoint is saved")
-    with ema_weights(learn) as m:
-        model = copy.deepcopy(unwrap(m)).cpu().eval()
-    model.train_seconds = time.time() - t0
-    model.history = {k: [float(v) for v in vs] for k, vs in
-                     zip(["train_loss", "valid_loss", "perplexity"], zip(*learn.recorder.values))} if learn.recorder.values else {}
-    return model
-
-
+# %% ../nbs/09_transformer.ipynb #8389a355
 def save_transformer(model: ImageTransformer, path) -> Path:
     "Write `model.safetensors`, `transformer.json` (config, training time) and capgen's marker into the folder `path`, atomically."
     model = unwrap(model)
@@ -464,75 +363,3 @@ def preset(name: str, vocab_size: int, grid: int, cond_dim: int, **changes) -> T
     "The `TransformerConfig` of size `name` (a key of `PRESETS`) for a tokenizer's vocabulary and grid and an embedding dimension."
     if name not in PRESETS: raise ValueError(f"`name`={name!r} must be one of {list(PRESETS)}")
     return TransformerConfig(vocab_size=vocab_size, grid=grid, cond_dim=cond_dim, **(PRESETS[name] | changes))
-
-# %% ../nbs/09_transformer.ipynb #68a2f239
-def default_configs(tokenizer, embedder) -> tuple[TransformerConfig, int, TrainConfig]:
-    "Architecture (sized to `tokenizer` and `embedder`), number of training renders and training of the default model."
-    d = int(embedder.embed_images(np.zeros((1, tokenizer.image_size, tokenizer.image_size, 3), np.uint8)).shape[-1])
-    return TransformerConfig(vocab_size=tokenizer.vocab_size, grid=tokenizer.grid, cond_dim=d), 30_000, default_train_config()
-
-
-def _fingerprints(tokenizer, embedder) -> dict:
-    from capgen.data import embedder_fingerprint, tokenizer_fingerprint
-    return {"tokenizer": tokenizer_fingerprint(tokenizer), "embedder": embedder_fingerprint(embedder)}
-
-
-def shapes_tokens(tokenizer, embedder, n: int, split: str = "train", cache=None, progress: bool = True):
-    """`n` renders of `split` of the shapes world, tokenized and embedded by `capgen.data.build_dataset` into the
-    cache (built once; an interrupted build continues)."""
-    from capgen.data import ShapesSource, build_dataset
-    from capgen.shapes import ShapesWorld
-    key = config_key({"n": n, "split": split, **_fingerprints(tokenizer, embedder)})
-    return build_dataset(ShapesSource(n, split, ShapesWorld(tokenizer.image_size)), embedder, tokenizer,
-                         Path(cache or cache_dir()) / f"shapes-tokens-{key}", progress=progress)
-
-
-def default_transformer(tokenizer=None, embedder=None, device=None, cache=None, retrain: bool = False,
-                        configs=None, cbs=None) -> ImageTransformer:
-    """The shapes-world transformer trained with `configs` (default `default_configs(tokenizer, embedder)`) on the
-    default tokenizer's and embedder's dataset, from `cache` (default `capgen.shapes.cache_dir()`) if it was trained
-    before, else trained now (minutes on a CPU) and saved there. An interrupted training raises `KeyboardInterrupt` and
-    continues from its checkpoint at the next call."""
-    from capgen.clip import default_embedder
-    from capgen.data import token_dls
-    from capgen.tokenizer import default_tokenizer
-    tokenizer, embedder = tokenizer or default_tokenizer(), embedder or default_embedder()
-    cfg, n, tc = configs or default_configs(tokenizer, embedder)
-    train = {k: v for k, v in tc.to_dict().items() if k not in ("ckpt_dir", "ckpt_every_minutes", "wandb")}
-    key = config_key({"model": cfg.to_dict(), "n": n, "train": train, **_fingerprints(tokenizer, embedder)})
-    path = Path(cache or cache_dir()) / f"transformer-{key}"
-    ckpt = path.with_name(path.name + ".checkpoints")
-
-    def fit(p):
-        dls = token_dls(shapes_tokens(tokenizer, embedder, n, cache=cache), micro_batch_size(tc))
-        save_transformer(train_transformer(cfg, dls, replace(tc, ckpt_dir=str(ckpt)), tokenizer, resume="auto", cbs=cbs), p)
-        shutil.rmtree(ckpt, ignore_errors=True)
-    if retrain:
-        shutil.rmtree(ckpt, ignore_errors=True)
-        fit(path)
-    return load_or_train(path, "transformer", fit, lambda p: load_transformer(p, device))
-
-
-@torch.no_grad()
-def evaluate_transformer(model: ImageTransformer, tokenizer, embedder, reader, n: int = 500, split: str = "test",
-                         cfg_scales=(1.0,), seed: int = 0, batch_size: int = 250, **kwargs) -> dict:
-    """On `n` shapes-world renders of `split`: the test loss (nats per token) and perplexity of their tokens given
-    their embeddings, and for each guidance scale, the attribute reader's accuracy on one image generated from each
-    render's embedding (is it the same shape, colour, size, position, background?). `kwargs` go to `generate`."""
-    from capgen.shapes import ShapesWorld, reader_accuracy
-    world = ShapesWorld(tokenizer.image_size)
-    images, attrs = world.images(range(n), split), world.attributes(range(n), split)
-    grids = tokenizer.encode(images)
-    emb = F.normalize(torch.as_tensor(embedder.embed_images(tokenizer.decode(grids).numpy())).float(), dim=-1)
-    tokens = grids.flatten(1)
-    dev = next(model.parameters()).device
-    losses = [token_loss(model(tokens[i:i + batch_size].to(dev), emb[i:i + batch_size].to(dev)), tokens[i:i + batch_size].to(dev))
-              for i in range(0, n, batch_size)]
-    loss = float(torch.stack(losses).mean())
-    out = {"n": n, "test_loss": loss, "test_perplexity": math.exp(loss), "accuracy": {}}
-    for s in cfg_scales:
-        g = torch.Generator(dev).manual_seed(seed)
-        gen = torch.cat([generate(model, emb[i:i + batch_size].to(dev), cfg_scale=s, generator=g, **kwargs).cpu()
-                         for i in range(0, n, batch_size)])
-        out["accuracy"][float(s)] = reader_accuracy(reader, tokenizer.decode(gen).numpy(), attrs)
-    return out

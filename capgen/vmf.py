@@ -14,7 +14,8 @@ from torch import Tensor
 from fastcore.basics import patch
 
 from .sphere import _check_dim, normalize, sample_uniform, antipodal_direction, log_surface_area
-from .caps import Cap, _gamma, _check_n, _points_at_distance, _unit_tolerance
+from .core import check_int
+from .caps import Cap, _gamma, _points_at_distance, _unit_tolerance
 
 # %% auto #0
 __all__ = ['log_bessel_iv', 'vmf_log_norm', 'sample_vmf', 'VMFMixture', 'random_mixture']
@@ -145,7 +146,7 @@ def _wood_distance(dim: int, kappa: Tensor, generator=None) -> Tensor:
 def sample_vmf(mu: Tensor, kappa: Tensor | float, n: int, generator: torch.Generator | None = None) -> Tensor:
     """`n` exact draws from vMF(`mu`, `kappa`) on $S^{d-1}$, `(n, d)` in `mu`'s dtype (computed in float64).
     `mu` is `(d,)` or one mean per draw `(n, d)`; `kappa` a float or `(n,)`."""
-    _check_n(n)
+    check_int("n", n, lo=0)
     if mu.ndim not in (1, 2) or (mu.ndim == 2 and mu.shape[0] != n):
         raise ValueError(f"`mu` must have shape (d,) or (n, d) = ({n}, d), got {tuple(mu.shape)}")
     d = _check_dim(mu.shape[-1], "mu.shape[-1]")
@@ -204,7 +205,7 @@ class VMFMixture:
 
     def sample(self, n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
         "`n` exact draws, `(n, d)`."
-        _check_n(n)
+        check_int("n", n, lo=0)
         comp = (torch.multinomial(self.weights, n, replacement=True, generator=generator) if n
                 else torch.zeros(0, dtype=torch.long))
         out = torch.empty(n, self.d, dtype=dtype)
@@ -216,7 +217,7 @@ class VMFMixture:
 
     def entropy(self, n: int = 100_000, generator: torch.Generator | None = None) -> tuple[float, float]:
         "Monte Carlo estimate of the differential entropy $-E[\\log p(X)]$ in nats, and its standard error."
-        _check_n(n)
+        check_int("n", n, lo=0)
         step = max(1, 2**22 // self.d)
         log_p = torch.cat([self.log_prob(self.sample(min(step, n - s), generator, torch.float64)) for s in range(0, n, step)])
         return -log_p.mean().item(), log_p.std().item() / math.sqrt(n)
@@ -227,8 +228,7 @@ def random_mixture(d: int, k: int = 4, kappa: tuple[float, float] | float = (5.0
     """`k` components with uniformly random means, concentrations log-uniform in `kappa = (lo, hi)` (or all equal
     to a float `kappa`) and Dirichlet(2, ..., 2) weights. In high dimension use concentrations of order `d`."""
     _check_dim(d)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"`k` must be a positive integer, got {k!r}")
+    check_int("k", k)
     means = sample_uniform(k, d, generator=generator, dtype=torch.float64)
     if isinstance(kappa, (tuple, list)):
         lo, hi = (float(v) for v in kappa)
@@ -443,7 +443,7 @@ def sample_in_cap(self: VMFMixture, cap: Cap, n: int, generator: torch.Generator
     """`n` exact draws of the mixture restricted to each cap: `(n, d)` for one cap, `(*cap.shape, n, d)` for a
     batch. Every point lies in its cap (`cap.contains`) in `dtype`; a cap of size 0 gives its centre."""
     self._check_cap(cap)
-    _check_n(n)
+    check_int("n", n, lo=0)
     c, d_max, theta_max, theta_mu = self._angles(cap)
     b, k = c.shape[0], self.k
     table = self._table(theta_max, theta_mu, keep=True)
