@@ -6,8 +6,8 @@ evaluated. Prints and records the wall time of the whole command, the seconds of
 `metrics.json`), and the prompt adherence it measured, against the ≤ 15 minute goal on 2 CPU cores, and checks the
 adherence floors of the README test (exits 1 below a goal).
 
-Run: `python benchmarks/demo.py [--tier demo|fast|full]` (writes `benchmarks/results/demo.md`, shown on the CLI
-docs page; `--tier fast` writes `demo-fast.md`).
+Run: `python benchmarks/demo.py [--tier demo|fast|full]` (writes `benchmarks/results/demo.md`, shown on the demo's
+docs page, 11a_demo; `--tier fast` writes `demo-fast.md`).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import capgen
-from capgen.cli import demo_shortfalls
+from capgen.demo import demo_shortfalls
 from _report import cpu_model, publish
 
 GOAL_S = 15 * 60

@@ -11,6 +11,8 @@ import pytest
 from PIL import Image
 
 import capgen
+from capgen.training import list_checkpoints, read_checkpoint
+from capgen.transformer import load_transformer
 
 
 def capgen_cmd(*args, cwd=None, env=None):
@@ -110,8 +112,6 @@ def test_demo_fast_end_to_end(tmp_path):
                        env=os.environ | env | {"ACCELERATE_USE_CPU": "1", "WANDB_MODE": "disabled", "PYTHONWARNINGS": "ignore"})
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("saved the transformer into") == 1          # process 0 saves
-    from capgen.training import list_checkpoints, read_checkpoint
-    from capgen.transformer import load_transformer
     last = read_checkpoint(list_checkpoints(tmp_path / "tf.checkpoints")[-1], tensors=False)
     n = last["n_train"]                                               # 128 renders less the ~20% held out
     assert last["world_size"] == 2 and 80 < n < 120 and last["step"] == 2 * ((n + 1) // 2 * 2 // 16)   # 2 epochs of 16

@@ -9,7 +9,9 @@ import make_readme
 import pytest
 from PIL import Image
 
-from capgen.cli import demo_shortfalls
+from capgen.cli import _parser
+from capgen.demo import DEMO_PROMPTS, DEMO_SIZES, demo_shortfalls
+from capgen.pipeline import TextToImage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,8 +56,6 @@ def readme_job() -> str:
 def run_job(job: str, tmp_path: Path, timeout: int):
     """`job` in a shell, from a fresh folder with an empty cache of its own, as on a newcomer's machine; returns the
     output folder and its metrics, after checking what every tier writes."""
-    from capgen.cli import DEMO_PROMPTS, DEMO_SIZES
-    from capgen.pipeline import TextToImage
     env = {**os.environ, "CAPGEN_CACHE": str(tmp_path / "cache")}
     r = subprocess.run(job, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -80,7 +80,6 @@ def test_main_job_runs_as_the_readme_says(tmp_path):
     """The README's main job with `--fast` (every step of `capgen demo`, with tiny models: a minute or two), through
     the installed console command; and the README's `capgen demo` itself selects the demo tier and its prompts. The
     demo tier from nothing takes tens of minutes on 2 cores (benchmarks/results/demo.md): it is the `slow` test below."""
-    from capgen.cli import DEMO_PROMPTS, DEMO_SIZES, _parser
     job = readme_job()
     a = _parser().parse_args(job.split()[1:])
     assert (a.command, a.tier, a.fast, a.full) == ("demo", "demo", False, False)
@@ -95,5 +94,5 @@ def test_main_job_from_nothing(tmp_path):
     same and records its time and figures). The hour allowed covers 2 cores without AVX-512."""
     out, m = run_job(readme_job(), tmp_path, timeout=3600)
     assert m["tier"] == "demo"
-    # colour, position and shape far above chance, row E near chance (the goals and their margins: 12_cli)
+    # colour, position and shape far above chance, row E near chance (the goals and their margins: 11a_demo)
     assert not demo_shortfalls(m), (demo_shortfalls(m), m["comparison"])
