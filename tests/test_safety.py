@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,11 @@ from capgen.flow import FlowConfig, VectorField, load_flow, save_flow
 from capgen.pipeline import TextToImage
 from capgen.shapes import AttributeReader, ReaderConfig, default_reader, load_reader, save_reader
 from capgen.tokenizer import FSQTokenizer, TokenizerConfig, VQGANConfig, VQGANTokenizer, load_tokenizer, load_vqgan
-from capgen.training import CheckpointError, TrainConfig, list_checkpoints, toy_learner
+from capgen.training import CheckpointError, TrainConfig, list_checkpoints
 from capgen.transformer import ImageTransformer, TransformerConfig, load_transformer, save_transformer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from train_toy import toy_learner   # the toy training problem of the example script
 
 
 # ---------------------------------------------------------------------------------------------------------- parts
@@ -196,7 +200,6 @@ def test_resume_names_the_broken_checkpoint(checkpoint, tmp_path, case, damage, 
     cfg, ckpt = checkpoint
     copy = shutil.copytree(ckpt, tmp_path / "c" / ckpt.name)
     damage(copy)
-    from dataclasses import replace
     learn = toy_learner(replace(cfg, ckpt_dir=str(tmp_path / "c")))
     with pytest.raises(CheckpointError) as e: learn.fit_cfg(resume=str(copy))
     assert isinstance(e.value, LoadError) and says in str(e.value) and str(copy) in str(e.value), str(e.value)
@@ -316,7 +319,7 @@ MALFORMED = [
     (("train", "flow", "--out", "x", "--config", "sections.json"), 2, "unknown sections"),
     (("train", "flow", "--out", "x", "--data", "user"), 2, "not a dataset written by"),
     (("train", "flow", "--out", "x", "--pipeline", "BROKEN"), 1, "corrupt or truncated"),
-    (("train", "tokenizer", "--out", "x", "--lr", "-1"), 2, "`lr` must be > 0"),
+    (("train", "tokenizer", "--out", "x", "--lr", "-1"), 2, "`lr` must be a number > 0"),
     (("train", "tokenizer", "--out", "x", "--epochs", "zero"), 2, "--epochs"),
     (("train", "flow", "--out", "x", "--device", "toaster"), 2, "is not a device"),
     (("caps", "--n", "0"), 2, "--n must be an integer ≥ 1"),
