@@ -1,5 +1,5 @@
-"""Training as users run it: `capgen train-toy` in one process, killed from outside and resumed, and in two
-processes under `accelerate launch` (gloo on CPU), checked against one process."""
+"""Training as users run it: the example script `examples/train_toy.py` in one process, killed from outside and
+resumed, and in two processes under `accelerate launch` (gloo on CPU), checked against one process."""
 import json
 import os
 import shutil
@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from capgen.training import list_checkpoints, read_checkpoint
+from capgen.checkpoints import list_checkpoints, read_checkpoint
 
 # Two processes must end with bit-identical weights (checked at every save); against one process with the same
 # global batch they differ only by the order of float32 sums in the gradient all-reduce: |Δw| ≲ steps × lr × ε.
@@ -20,10 +21,13 @@ DDP_VS_ONE_PROCESS_ATOL = 1e-6
 FLAGS = ["--epochs", "3", "--batch-size", "64", "--lr", "3e-3", "--ckpt-every-minutes", "none"]
 
 
-def capgen_exe() -> str:
-    exe = shutil.which("capgen")
-    assert exe, "the `capgen` console script is not on PATH: is capgen installed (pip install -e .)?"
-    return exe
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_toy.py"
+
+
+def script() -> list[str]:
+    "The command that runs the example script, as `python examples/train_toy.py` does from the repository root."
+    assert SCRIPT.is_file(), f"{SCRIPT} is missing"
+    return [sys.executable, str(SCRIPT)]
 
 
 def env() -> dict:
@@ -31,16 +35,15 @@ def env() -> dict:
 
 
 def train(*args, cwd, check=True):
-    r = subprocess.run([capgen_exe(), "train-toy", *args], capture_output=True, text=True, cwd=cwd, env=env(), timeout=300)
+    r = subprocess.run([*script(), *args], capture_output=True, text=True, cwd=cwd, env=env(), timeout=300)
     if check: assert r.returncode == 0, r.stderr[-3000:]
     return r
 
 
 def launch_two(*args, cwd, mixed_precision="no", check=True):
-    "`capgen train-toy` in two CPU processes, started as the docs say."
+    "The example script in two CPU processes, started as the docs say."
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", mixed_precision, "--dynamo_backend", "no", "-m", "capgen.cli",
-           "train-toy", *args]
+           "--num_machines", "1", "--mixed_precision", mixed_precision, "--dynamo_backend", "no", str(SCRIPT), *args]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**env(), "ACCELERATE_USE_CPU": "1"}, timeout=300)
     if check: assert r.returncode == 0, r.stderr[-3000:]
     return r
@@ -69,7 +72,7 @@ def test_sigterm_then_resume_is_exact(tmp_path):
     flags = ["--epochs", "100", "--batch-size", "64", "--ckpt-every-steps", "20", "--ckpt-every-minutes", "none"]
     train(*flags, "--ckpt-dir", "straight", cwd=tmp_path)
 
-    p = subprocess.Popen([capgen_exe(), "train-toy", *flags, "--ckpt-dir", "killed"], cwd=tmp_path, env=env(),
+    p = subprocess.Popen([*script(), *flags, "--ckpt-dir", "killed"], cwd=tmp_path, env=env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list_checkpoints(tmp_path / "killed") and time.time() < deadline and p.poll() is None: time.sleep(0.02)
