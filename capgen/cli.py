@@ -32,7 +32,8 @@ from .eval import compare, eval_prompts, plot_sweep, sweep
 from .parts import FROM_DATA, PARTS, merge_config, part_config, train_part
 from .pipeline import TextToImage, image_grid, prompt_centers
 from .shapes import ShapesWorld, default_reader, load_reader
-from .training import CheckpointError, TrainConfig, add_config_args, config_from_dict
+from .checkpoints import CheckpointError
+from .config import TrainConfig, add_config_args, config_from_dict
 from .transformer import load_transformer
 
 # %% auto #0

@@ -149,6 +149,28 @@ of a prompt's images.</p>
 """
 
 # %% ../nbs/11a_demo.ipynb #d26e0a61
+def _prompts_and_sizes(prompts, sizes) -> tuple[list[str], list[float]]:
+    "The demo's captions and cap sizes as lists, checked."
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
+        raise ValueError(f"`prompts` must be non-empty captions, got {prompts!r}")
+    sizes = [float(s) for s in sizes]
+    if not sizes or any(not 0 < s <= 2 for s in sizes): raise ValueError(f"`sizes` must be cap sizes d_max in (0, 2], got {sizes}")
+    return prompts, sizes
+
+
+def _write_grids(work: Path, gens: list, prompts: list[str]) -> list[str]:
+    "One picture per prompt (`prompt_figure`) into `work/grids`; their names relative to `work`."
+    (work / "grids").mkdir()
+    grids = []
+    for i, p in enumerate(prompts):
+        fig = prompt_figure(gens, i)
+        name = f"grids/{_slug(p, i + 1)}.png"
+        fig.savefig(work / name, dpi=100); plt.close(fig)
+        grids.append(name)
+    return grids
+
+
 def demo(out: str | Path = "capgen-demo", tier: str = "demo", prompts=DEMO_PROMPTS, sizes=DEMO_SIZES, n: int = 8,
          cfg_scale: float = 3.0, seed: int = 0, eval_prompts: int = 48, eval_images: int = 4, log=print) -> dict:
     """The main job (see above): parts of `tier`, `n` images per prompt in `prompts` at each cap size in `sizes`,
@@ -156,11 +178,7 @@ def demo(out: str | Path = "capgen-demo", tier: str = "demo", prompts=DEMO_PROMP
     at the end (which must be new, empty, or a folder an earlier demo wrote). Returns the metrics."""
     check_choice("tier", tier, TIERS)
     check_writable(Path(out), "demo")     # before minutes of training, not after
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
-        raise ValueError(f"`prompts` must be non-empty captions, got {prompts!r}")
-    sizes = [float(s) for s in sizes]
-    if not sizes or any(not 0 < s <= 2 for s in sizes): raise ValueError(f"`sizes` must be cap sizes d_max in (0, 2], got {sizes}")
+    prompts, sizes = _prompts_and_sizes(prompts, sizes)
     check_int("n", n); check_int("eval_prompts", eval_prompts); check_int("eval_images", eval_images, 2)
     t_start = time.perf_counter()
     parts = tier_parts(tier, log)
@@ -173,13 +191,7 @@ def demo(out: str | Path = "capgen-demo", tier: str = "demo", prompts=DEMO_PROMP
         log(f"generating {n} images for each of {len(prompts)} prompts at cap sizes {sizes} …")
         t0 = time.perf_counter()
         gens = [pipe.generate(prompts, d_max=s, n=n, cfg_scale=cfg_scale, seed=seed) for s in sizes]
-        (work / "grids").mkdir()
-        grids = []
-        for i, p in enumerate(prompts):
-            fig = prompt_figure(gens, i)
-            name = f"grids/{_slug(p, i + 1)}.png"
-            fig.savefig(work / name, dpi=100); plt.close(fig)
-            grids.append(name)
+        grids = _write_grids(work, gens, prompts)
         seconds["generation"] = round(time.perf_counter() - t0, 1)
         log(f"evaluating: {eval_prompts} random prompts × {eval_images} images, reader's verdict …")
         t0 = time.perf_counter()

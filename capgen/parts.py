@@ -18,7 +18,8 @@ from .flow import FlowConfig, flow_learner, save_flow, trained_model
 from .pipeline import TextToImage
 from .shapes_flow import default_configs as flow_configs
 from .tokenizer import TokenizerConfig, TokenizerData, default_configs as tokenizer_configs, train_tokenizer
-from .training import TrainConfig, config_from_dict, micro_batch_size
+from .config import TrainConfig, config_from_dict
+from .distributed import micro_batch_size
 from .transformer import TransformerConfig, save_transformer
 from .transformer_training import default_train_config, train_transformer
 

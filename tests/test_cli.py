@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import capgen
-from capgen.training import list_checkpoints, read_checkpoint
+from capgen.checkpoints import list_checkpoints, read_checkpoint
 from capgen.transformer import load_transformer
 
 

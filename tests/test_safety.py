@@ -16,14 +16,15 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from capgen.checkpoints import CheckpointError, list_checkpoints
 from capgen.cli import main
 from capgen.clip import ClipConfig, Embedder
+from capgen.config import TrainConfig
 from capgen.core import FORMAT, MARKER, WEIGHTS, LoadError, sha256
 from capgen.flow import FlowConfig, VectorField, load_flow, save_flow
 from capgen.pipeline import TextToImage
 from capgen.shapes import AttributeReader, ReaderConfig, default_reader, load_reader, save_reader
 from capgen.tokenizer import FSQTokenizer, TokenizerConfig, VQGANConfig, VQGANTokenizer, load_tokenizer, load_vqgan
-from capgen.training import CheckpointError, TrainConfig, list_checkpoints
 from capgen.transformer import ImageTransformer, TransformerConfig, load_transformer, save_transformer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
