@@ -30,7 +30,7 @@ import capgen
 from _report import cpu_model
 from capgen.field import animate_flow, arrow_sites, field_at, media_info, spiral_mixture
 from capgen.flow import FlowConfig, flow_learner, trained_model
-from capgen.training import TrainConfig
+from capgen.config import TrainConfig
 
 
 def reference_render(model, path: Path, frames: int, fps: int, size: int, n_arrows: int) -> float:

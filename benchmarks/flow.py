@@ -38,7 +38,7 @@ from _report import cpu_model
 from capgen.caps import Cap, sample_in_cap
 from capgen.flow import FlowConfig, energy_test, flow_learner, log_likelihood, rejection_sample, sample, trained_model
 from capgen.sphere import log_surface_area
-from capgen.training import TrainConfig
+from capgen.config import TrainConfig
 from capgen.vmf import random_mixture
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .core import check_int
-from .sphere import _check_dim, normalize, sample_uniform, project_tangent, cosine_distance
+from .sphere import _check_dim, normalize, sample_uniform, project_tangent, cosine_distance, log_surface_area, sphere_axes
 
 # %% auto #0
 __all__ = ['DEFAULT_SIZE_DIST', 'Cap', 'log_betainc', 'log_area_fraction', 'log_area', 'cap_distance_cdf', 'sample_cap_distance',
@@ -163,7 +163,6 @@ def log_area_fraction(d: int, d_max: Tensor | float) -> Tensor:
 
 def log_area(d: int, d_max: Tensor | float) -> Tensor:
     "log of the area of a cap of size `d_max` on $S^{d-1}$."
-    from capgen.sphere import log_surface_area
     return log_area_fraction(d, d_max) + log_surface_area(d)
 
 
@@ -287,7 +286,6 @@ def plot_cap_samples(sizes=(0.05, 0.3, 1.0, 1.7), n: int = 800, d_hist: int = 76
     """Figure: uniform samples in caps of each of `sizes` on S² (top), and histograms of the cosine distance of
     samples in `d_hist`-d caps of each of `hist_sizes` against the exact density (bottom)."""
     import matplotlib.pyplot as plt
-    from capgen.sphere import sphere_axes
     g = torch.Generator().manual_seed(seed)
     fig = plt.figure(figsize=(12, 6.6))
     grid = fig.add_gridspec(2, 12, height_ratios=(1.15, 1))

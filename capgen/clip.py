@@ -25,11 +25,14 @@ from fastcore.basics import patch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from safetensors.torch import load_file, save_file
+from PIL import Image
 
 from .core import (LoadError, WEIGHTS, atomic_dir, cache_path, cached_part, check_int, fit_weights, read_part, save_part,
                          trained_default, train_key)
 from .shapes import ATTRIBUTES, ShapesWorld, describe, parse_caption, prompt
-from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
+from .config import TrainConfig, config_from_dict
+from .distributed import micro_batch_size, unwrap
+from .training import ema_weights, make_learner
 
 # %% auto #0
 __all__ = ['OPENAI_MEAN', 'OPENAI_STD', 'ALLOWED_IMAGES', 'VISION_TOWERS', 'images_to_tensor', 'preprocess', 'Embedder',
@@ -53,7 +56,6 @@ def _images_error(images, why: str) -> ValueError:
 
 def images_to_tensor(images) -> Tensor:
     "Images in any form `Embedder.embed_images` accepts, as float `(n, 3, H, W)` in [0, 1]."
-    from PIL import Image
     if isinstance(images, (list, tuple)):
         if not all(isinstance(im, Image.Image) for im in images):
             raise _images_error(images, "is a list, so it must hold PIL images only")

@@ -20,6 +20,8 @@ import torch
 from torch import Tensor, nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from PIL import Image, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
 import capgen
 
@@ -338,7 +340,6 @@ PNG_TAG = ("Software", "capgen")
 
 def written_by_capgen(path: Path) -> bool:
     "Is the file `path` a PNG image that capgen wrote (it carries capgen's `Software` text field)?"
-    from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as im: return im.format == "PNG" and str(im.info.get(PNG_TAG[0], "")).startswith(PNG_TAG[1])
     except (UnidentifiedImageError, OSError, ValueError): return False
@@ -347,7 +348,6 @@ def written_by_capgen(path: Path) -> bool:
 def save_png(image, path: Path, overwrite: bool = False) -> Path:
     """Save the PIL `image` as a PNG at `path`, through a temporary file; an existing file is replaced only if capgen
     wrote it or `overwrite` is True, else `OverwriteError`."""
-    from PIL.PngImagePlugin import PngInfo
     path = Path(path)
     if path.is_dir(): raise OverwriteError(f"{path} is a folder: name the PNG file to write")
     if path.exists() and not overwrite and not written_by_capgen(path):

@@ -24,6 +24,10 @@ from PIL import Image, ImageOps
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastprogress.fastprogress import progress_bar
+from datasets import Image as HFImage, Value, Array2D, Features, List, DatasetInfo
+import datasets
+from datasets.arrow_writer import ArrowWriter
+import torch.distributed as dist
 
 from .flow import flow_dls
 from .shapes import SPLITS, ShapesWorld, describe, random_scene, render
@@ -99,7 +103,6 @@ class FolderSource(Source):
 class HFSource(Source):
     "A 🤗 `datasets.Dataset` with an image column (`image_column`; found by its `Image` feature when None)."
     def __init__(self, ds, image_column: str | None = None, id_column: str | None = None):
-        from datasets import Image as HFImage
         cols = list(ds.column_names)
         images = [k for k, f in ds.features.items() if isinstance(f, HFImage)]
         if image_column is None:
@@ -152,7 +155,6 @@ class ShapesSource(Source):
     def __post_init__(self):
         check_int("n", self.n)
         if self.split not in SPLITS: raise ValueError(f"`split`={self.split!r} is not one of {SPLITS}")
-        from datasets import Value
         self.features = {k: Value("string") for k in ["caption", *self.world.scene(0, self.split).attributes()]}
 
     def __len__(self): return self.n
@@ -174,7 +176,6 @@ class ShapesSource(Source):
 
 # %% ../nbs/08_data.ipynb #ee09dcf6
 def _load_hub(name: str, split: str):
-    import datasets
     try: return datasets.load_dataset(name, split=split)
     except Exception as e:
         raise ValueError(f"`source`={name!r} is not a folder or saved dataset on this machine, and loading it as a 🤗 "
@@ -184,7 +185,6 @@ def _load_hub(name: str, split: str):
 def as_source(source, image_column: str | None = None, id_column: str | None = None, split: str = "train") -> Source:
     """`source` as a `Source`: a `Source` itself; a 🤗 `Dataset` or `DatasetDict` (`split` picks one); the path of a
     dataset saved with `save_to_disk`, or of a folder of image files; or a 🤗 hub dataset name."""
-    import datasets
     if isinstance(source, Source): return source
     if isinstance(source, Path) and not source.exists(): raise ValueError(f"`source` path {source} does not exist")
     if isinstance(source, (str, Path)) and Path(source).exists():
@@ -279,7 +279,6 @@ def _write_json(path: Path, obj): write_text(path, json.dumps(obj, indent=2, sor
 
 
 def _write_arrow(path: Path, cols: dict, features):
-    from datasets.arrow_writer import ArrowWriter
     tmp = _tmp_name(path)
     writer = ArrowWriter(features=features, path=str(tmp))
     writer.write_batch(cols)
@@ -362,7 +361,6 @@ def _run_shards(job: _Job, todo: list[int], num_proc: int):
 # %% ../nbs/08_data.ipynb #5b7bf944
 def _rank_world(rank, world_size) -> tuple[int, int, bool]:
     "(rank, world size, whether torch.distributed can synchronise the processes)."
-    import torch.distributed as dist
     if (rank is None) != (world_size is None): raise ValueError("give both `rank` and `world_size`, or neither")
     if rank is not None:
         if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
@@ -394,7 +392,6 @@ def _claim(out: Path, manifest: dict):
 
 # %% ../nbs/08_data.ipynb #c6d6eed8
 def _features(source: Source, tokenizer, d: int, embedding_dtype: str):
-    from datasets import Array2D, Features, List, Value
     g = int(tokenizer.grid)
     tok_dtype = "uint16" if tokenizer.vocab_size <= 2 ** 16 else "int32"
     return Features({"id": Value("string"), "tokens": Array2D((g, g), tok_dtype),
@@ -403,7 +400,6 @@ def _features(source: Source, tokenizer, d: int, embedding_dtype: str):
 
 def _finish(out: Path, manifest: dict, features) -> dict:
     "Write the report and the files that make `out` one 🤗 dataset (`state.json` last: it marks the build done)."
-    from datasets import DatasetInfo
     n = manifest["n_shards"]
     shards = [json.loads(_shard_path(out, k, "json").read_text()) for k in range(n)]
     report = {"images": sum(s["images"] for s in shards), "rows": sum(s["rows"] for s in shards),
@@ -425,7 +421,6 @@ def _finish(out: Path, manifest: dict, features) -> dict:
 
 def load_built(out_dir: str | Path):
     "The 🤗 `Dataset` `build_dataset` wrote into `out_dir` (memory-mapped)."
-    import datasets
     out = Path(out_dir)
     if not (out / "build.json").is_file(): raise ValueError(f"`out_dir` {out} holds no capgen build")
     if not (out / "state.json").is_file():
@@ -510,7 +505,6 @@ def is_valid(ids: Sequence[str], valid_pct: float = 0.05, seed: int = 0) -> np.n
 
 
 def _as_built(built):
-    import datasets
     if isinstance(built, datasets.Dataset): return built
     if isinstance(built, (str, Path)): return load_built(built)
     raise TypeError(f"`built` must be a dataset from build_dataset or its `out_dir`, got {type(built).__name__}")

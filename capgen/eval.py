@@ -14,11 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+import pandas as pd
+from fastprogress.fastprogress import progress_bar
 
 from .caps import Cap
 from .core import check_int
 from .pipeline import Generation, TextToImage, best_of, prompt_centers
-from .shapes import ATTRIBUTES, OBJECT_ATTRIBUTES, RADIUS, READ, Scene, prompt, random_scene, read_attributes, render
+from .shapes import ATTRIBUTES, OBJECT_ATTRIBUTES, RADIUS, READ, Scene, prompt, random_scene, read_attributes, render, ShapesWorld
 from .transformer import generate
 from .transformer_training import default_configs
 
@@ -181,7 +183,6 @@ def method_images(method: str, pipe: TextToImage, texts: list[str], attrs: list[
         tokens = generate(cap_model, caps.to(dev), n=n, cfg_scale=cfg_scale, generator=gt).cpu()
         return _finish(pipe, tokens, centers.repeat_interleave(n, 0), texts, centers, d_max, m, n)
     if method == "E":
-        from capgen.shapes import ShapesWorld
         rng = np.random.default_rng(seed)
         idx = rng.choice(10_000, m * n, replace=False)
         images = ShapesWorld(pipe.tokenizer.image_size).images(idx.tolist(), "test")
@@ -207,7 +208,6 @@ METHODS = {"A": "A: text embedding → transformer", "B": "B: capgen, text → c
 def compare(pipe: TextToImage, reader, texts: list[str], attrs: list[dict], cap_model=None, n: int = 8,
             d_max: float = 0.5, cfg_scale: float = 3.0, seed: int = 0, reranks=(4,), methods="ABCDE"):
     "The comparison table (a DataFrame, one row per method; B also with best-of-k for each k in `reranks`)."
-    import pandas as pd
     rows = {}
     for mth in methods:
         if mth == "C" and cap_model is None: continue
@@ -222,8 +222,6 @@ def compare(pipe: TextToImage, reader, texts: list[str], attrs: list[dict], cap_
 def sweep(pipe: TextToImage, reader, texts: list[str], attrs: list[dict], sizes=(0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
           n: int = 8, cfg_scale: float = 3.0, seed: int = 0, rerank: int = 1, progress: bool = True):
     "A DataFrame indexed by `d_max`: `summarize` of `n` images per prompt at each cap size in `sizes`."
-    import pandas as pd
-    from fastprogress.fastprogress import progress_bar
     rows = {}
     for s in progress_bar(list(sizes), display=progress, leave=False):
         rows[float(s)] = summarize(pipe.generate(texts, d_max=float(s), n=n, cfg_scale=cfg_scale, seed=seed, rerank=rerank), reader, attrs)

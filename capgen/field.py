@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from PIL import Image
+from fastprogress.fastprogress import progress_bar
 
 from .sphere import sample_uniform, slerp
 from .caps import Cap, cap_outline, log_area_fraction
 from .core import check_int
 from .vmf import VMFMixture
-from .training import unwrap
+from .distributed import unwrap
 from .flow import (VectorField, cap_tensor, sample_base, base_uses_cap, integrate_fixed, log_likelihood, sample,
                          _check_cap, _flat_caps, fold_into_cap)
 
@@ -463,7 +465,6 @@ def media_info(path) -> tuple[int, tuple[int, int]]:
     "Frame count and `(width, height)` of an mp4 (decoded with ffmpeg) or gif file."
     path = Path(path)
     if path.suffix == ".gif":
-        from PIL import Image
         with Image.open(path) as im: return im.n_frames, im.size
     import imageio_ffmpeg
     reader = imageio_ffmpeg.read_frames(str(path))
@@ -494,7 +495,6 @@ def _write_mp4(frames: list[np.ndarray], path: Path, fps: int):
 
 
 def _write_gif(frames: list[np.ndarray], path: Path, fps: int, colors: int = 64):
-    from PIL import Image
     ims = [Image.fromarray(f) for f in frames]
     sheet = Image.new("RGB", (ims[0].width, ims[0].height * 3))
     for i, k in enumerate((0, len(ims) // 2, len(ims) - 1)): sheet.paste(ims[k], (0, i * ims[0].height))
@@ -516,7 +516,6 @@ def animate_flow(model: VectorField, path, cap: Cap | None = None, frames: int =
     long; their colour is the speed, on one scale for the whole clip. Writes `path` with each suffix of `formats` ('mp4', 'gif'), each through a
     temporary file renamed at the end, so an interrupted render leaves no broken file."""
     import matplotlib.pyplot as plt
-    from fastprogress.fastprogress import progress_bar
     model = _check_s2(model)
     for name, v, ok in (("frames", frames, isinstance(frames, int) and frames >= 2), ("fps", fps, isinstance(fps, int) and fps >= 1),
                         ("size", size, isinstance(size, int) and size >= 64 and size % 2 == 0)):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -20,13 +21,16 @@ from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastprogress.fastprogress import progress_bar
+from scipy.optimize import linear_sum_assignment
 
 from .sphere import (_check_dim, _sinc, exp_map, geodesic_distance, log_map, log_surface_area, normalize,
                            project_tangent, sample_uniform)
 from .caps import (DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_center_size, log_area,
                          sample_caps_containing, sample_in_cap)
 from .core import check_int, load_part, save_part
-from .training import config_from_dict, unwrap
+from .config import config_from_dict
+from .distributed import unwrap, micro_batch_size
+from .training import ema_weights, make_learner
 
 # %% auto #0
 __all__ = ['TABLEAUS', 'FIXED_STEP', 'geodesic_path', 'sample_times', 'ot_pairing', 'FlowConfig', 'cap_tensor', 'base_uses_cap',
@@ -61,7 +65,6 @@ def sample_times(n: int, method: str = "stratified", generator: torch.Generator 
 # %% ../nbs/03_flow.ipynb #b122430c
 def ot_pairing(x0: Tensor, x1: Tensor) -> Tensor:
     "Permutation `p` of the noise minimising the summed squared geodesic distance between `x0[p]` and `x1`."
-    from scipy.optimize import linear_sum_assignment
     cost = geodesic_distance(x1.unsqueeze(1), x0.unsqueeze(0)) ** 2
     rows, cols = linear_sum_assignment(cost.detach().cpu().double().numpy())
     return torch.as_tensor(cols, device=x0.device)
@@ -242,8 +245,6 @@ def flow_dls(x_train: Tensor, x_valid: Tensor, bs: int, device=None) -> DataLoad
 
 def trained_model(learn) -> VectorField:
     "A copy of the learner's model with its EMA weights (when it keeps an EMA), in eval mode, for sampling."
-    import copy
-    from capgen.training import ema_weights
     with ema_weights(learn) as m:
         return copy.deepcopy(unwrap(m)).eval()
 
@@ -251,7 +252,6 @@ def trained_model(learn) -> VectorField:
 def flow_learner(x_train: Tensor, x_valid: Tensor, cfg: FlowConfig, train_cfg, device=None, **kwargs):
     """A `capgen.training` `Learner` for a `VectorField` on the data `x_train`, training on `device` (default CPU);
     train it with `learn.fit_cfg()`."""
-    from capgen.training import make_learner, micro_batch_size
     if x_train.shape[-1] != cfg.d:
         raise ValueError(f"`x_train` has points of dimension {x_train.shape[-1]}, but the model has `d`={cfg.d}")
     torch.manual_seed(train_cfg.seed)

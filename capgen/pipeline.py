@@ -17,14 +17,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
+from fastprogress.fastprogress import progress_bar
 
 import capgen
 from . import shapes_flow, transformer_training  # noqa: F401 (they register the shapes world's flow and transformer)
 from .caps import Cap
 from .flow import VectorField, load_flow, sample, save_flow
 from .core import LoadError, atomic_dir, check_int, check_number, check_part, read_json, trained_part
-from .training import unwrap
+from .distributed import unwrap
 from .transformer import ImageTransformer, _check_sampling, generate, load_transformer, save_transformer
+from .clip import Embedder
+from .tokenizer import load_tokenizer
 
 # %% auto #0
 __all__ = ['PARTS', 'prompt_centers', 'Generation', 'image_grid', 'TextToImage', 'best_of', 'default_pipeline']
@@ -166,7 +169,6 @@ class TextToImage:
                  progress: bool = False,       # a progress bar over the batches
                 ) -> Generation:
         "`n` images for each prompt in the cap of size `d_max` around it (see `prompt_centers`)."
-        from fastprogress.fastprogress import progress_bar
         for name, v in (("n", n), ("rerank", rerank), ("steps", steps), ("batch_size", batch_size)): check_int(name, v)
         check_number("d_max", d_max, 0, 2)
         _check_sampling(temperature, top_k, top_p, None, cfg_scale)
@@ -208,8 +210,6 @@ class TextToImage:
              device=None,   # where to put the parts (None: the CPU)
             ) -> TextToImage:
         "The pipeline `save` wrote into the folder `path` (no pickles)."
-        from capgen.clip import Embedder
-        from capgen.tokenizer import load_tokenizer
         path = Path(path)
         check_part(path, "pipeline")
         meta = read_json(path / "pipeline.json", "the pipeline's description")

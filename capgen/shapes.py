@@ -12,6 +12,8 @@ import os
 import re
 import shutil
 import tempfile
+import textwrap
+import copy
 from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -21,6 +23,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from .core import atomic_dir, cache_path, cached_part, load_part, save_part, trained_default
+from .config import TrainConfig
+from .training import make_learner, ema_weights
+from .distributed import unwrap
 
 # %% auto #0
 __all__ = ['SHAPES', 'COLOURS', 'SIZES', 'POSITIONS', 'BACKGROUNDS', 'ATTRIBUTES', 'OBJECT_ATTRIBUTES', 'RADIUS', 'OUTLINES',
@@ -192,7 +197,6 @@ class ShapesWorld:
 # %% ../nbs/05_shapes.ipynb #6cb407bf
 def show_images(images, titles=None, ncols: int = 8, size: float = 1.3, fontsize: int = 7):
     "A grid of images (uint8 `(n, h, w, 3)` array or PIL images) with optional titles; returns the figure."
-    import textwrap
     images = [np.asarray(im) for im in images]
     nrows = max(1, math.ceil(len(images) / ncols))
     width = max(8, int(size * 72 / fontsize * 1.6))  # characters that fit above one panel
@@ -471,8 +475,6 @@ def reader_dls(cfg: ReaderConfig, device=None) -> DataLoaders:
 
 def reader_learner(cfg: ReaderConfig = ReaderConfig(), ckpt_dir=None, device=None, **kwargs):
     "A `Learner` training an `AttributeReader` on degraded renders; train it with `learn.fit_cfg()`."
-    from capgen.training import TrainConfig, make_learner
-    import tempfile
     tc = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, schedule="one_cycle", ema_decay=0.995,
                      seed=cfg.seed, ckpt_dir=str(ckpt_dir or tempfile.mkdtemp(prefix="reader-")), ckpt_every_minutes=None)
     torch.manual_seed(cfg.seed)
@@ -482,8 +484,6 @@ def reader_learner(cfg: ReaderConfig = ReaderConfig(), ckpt_dir=None, device=Non
 
 def train_reader(cfg: ReaderConfig = ReaderConfig(), resume=None, **kwargs) -> AttributeReader:
     "Train an `AttributeReader` as `cfg` says (`resume` as in `fit_cfg`); returns it with its EMA weights, in eval mode."
-    import copy
-    from capgen.training import ema_weights, unwrap
     learn = reader_learner(cfg, **kwargs)
     learn.fit_cfg(resume=resume)
     if learn.interrupted:   # stopped by Ctrl-C / SIGTERM: a half-trained reader must not be returned (and cached)

@@ -14,7 +14,7 @@ from .core import cache_path, cached_part, trained_default, train_key
 from .data import fingerprints, load_embeddings, shapes_tokens
 from .flow import FlowConfig, VectorField, flow_learner, load_flow, save_flow, trained_model
 from .tokenizer import default_tokenizer
-from .training import TrainConfig
+from .config import TrainConfig
 
 # %% auto #0
 __all__ = ['default_configs', 'default_flow']

@@ -11,6 +11,7 @@ import os
 import pickle
 import shutil
 import time
+import copy
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -21,11 +22,14 @@ from torch import Tensor, nn
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from safetensors.torch import load_file, save_file
+from torch.serialization import get_unsafe_globals_in_checkpoint, safe_globals
 
 from .clip import images_to_tensor
 from .core import LoadError, cache_path, cached_part, check_int, load_part, save_part, trained_default, train_key
-from .shapes import ShapesWorld
-from .training import TrainConfig, config_from_dict, ema_weights, make_learner, micro_batch_size, unwrap
+from .shapes import ShapesWorld, reader_accuracy
+from .config import TrainConfig, config_from_dict
+from .distributed import micro_batch_size, unwrap
+from .training import ema_weights, make_learner
 
 # %% auto #0
 __all__ = ['FSQ', 'ResBlock', 'TokenizerConfig', 'Tokenizer', 'FSQTokenizer', 'VQResBlock', 'VQAttention', 'VQGANConfig',
@@ -419,7 +423,6 @@ def read_state_dict(path) -> dict[str, Tensor]:
         try: sd = load_file(str(path))
         except Exception as e: raise LoadError(f"{path}: not a readable safetensors file ({e})") from None
     else:
-        from torch.serialization import get_unsafe_globals_in_checkpoint, safe_globals
         try:
             names = get_unsafe_globals_in_checkpoint(str(path))
             stand_ins = [(type(n.rsplit(".", 1)[-1], (_Inert,), {}), n) for n in names]
@@ -559,7 +562,6 @@ def train_tokenizer(cfg: TokenizerConfig = TokenizerConfig(), data: TokenizerDat
                     train_cfg: TrainConfig | None = None, resume=None, **kwargs) -> FSQTokenizer:
     """Train an `FSQTokenizer`; returns it with its EMA weights, on the CPU, in eval mode. `resume`: as in
     `fit_cfg` (`'auto'` continues from the latest checkpoint in `train_cfg.ckpt_dir` if there is one)."""
-    import copy
     learn = tokenizer_learner(cfg, data, train_cfg, **kwargs)
     t0 = time.time()
     learn.fit_cfg(resume=resume)
@@ -626,7 +628,6 @@ def evaluate_tokenizer(tok: Tokenizer, n: int = 2000, split: str = "test", reade
            "encode_images_per_s": _rate(lambda: tok.encode(images[:512]), 512),
            "decode_images_per_s": _rate(lambda: tok.decode(codes[:512]), 512)}
     if reader is not None:
-        from capgen.shapes import reader_accuracy
         attrs = world.attributes(range(n), split)
         out["reader_on_reconstructions"] = reader_accuracy(reader, recon.numpy(), attrs)
         out["reader_on_originals"] = reader_accuracy(reader, images, attrs)

@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from .caps import DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_cap
 from .core import check_int, check_number, load_part, save_part
-from .training import config_from_dict, unwrap
+from .config import config_from_dict
+from .distributed import unwrap
 
 # %% auto #0
 __all__ = ['CONDS', 'PRESETS', 'TransformerConfig', 'predicted_index', 'rope_tables', 'rotate', 'Attention', 'Block', 'KVCache',

@@ -23,7 +23,9 @@ from .core import cache_path, cached_part, trained_default, train_key
 from .data import fingerprints, shapes_tokens, token_dls
 from .shapes import ShapesWorld, reader_accuracy, show_images
 from .tokenizer import default_tokenizer
-from .training import TrainConfig, ema_weights, make_learner, micro_batch_size, unwrap
+from .config import TrainConfig
+from .distributed import micro_batch_size, unwrap
+from .training import ema_weights, make_learner
 from .transformer import ImageTransformer, TransformerConfig, generate, load_transformer, save_transformer
 
 # %% auto #0

@@ -12,6 +12,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 from fastcore.basics import patch
+from scipy.special import ive
 
 from .sphere import _check_dim, normalize, sample_uniform, antipodal_direction, log_surface_area
 from .core import check_int
@@ -83,7 +84,6 @@ def _log_ive(nu: float, x: Tensor) -> Tensor:
     if nu in (0, 1):                                    # d = 3 and 5 need these orders most: torch has them
         out[big] = torch.log((torch.special.i0e if nu == 0 else torch.special.i1e)(x[big]))
     elif big.any():
-        from scipy.special import ive
         out[big] = torch.log(torch.from_numpy(ive(nu, x[big].cpu().numpy()))).to(x.device)
     return out
 
