@@ -34,6 +34,15 @@ def cell_flags(cell) -> set[str]:
     return words
 
 
+LOCAL_PATH = re.compile(r"(/[\w.-]+)+/site-packages/")   # where this machine installed the packages
+
+
+def drop_local_warnings(cell):
+    "Remove the stderr outputs that name a file of this machine's installation (library warnings: not the page's)."
+    cell.outputs = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream" and o.get("name") == "stderr"
+                                                             and LOCAL_PATH.search(o.get("text", "")))]
+
+
 def execute(path: Path, skip_flags=(), in_test: bool = False, timeout: int = 3600):
     "Run the notebook at `path` from its own folder; cells carrying any of `skip_flags` are not run."
     nb = nbformat.read(path, as_version=4)
@@ -49,6 +58,7 @@ def execute(path: Path, skip_flags=(), in_test: bool = False, timeout: int = 360
             for i, cell in enumerate(nb.cells):
                 if cell.cell_type == "code" and not cell_flags(cell) & set(skip_flags):
                     client.execute_cell(cell, i)
+                    drop_local_warnings(cell)
     finally:
         if old is None:
             os.environ.pop("IN_TEST", None)
