@@ -18,7 +18,6 @@ from typing import Callable
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 import matplotlib
-import matplotlib.pyplot as plt
 import torch
 import torch.distributed as dist
 from PIL import Image
@@ -26,15 +25,8 @@ from PIL import Image
 import capgen
 from .core import (CapgenError, LoadError, OverwriteError, atomic_dir, check_int, check_writable, pick_device,
                          read_json, save_png, written_by_capgen)
-from .data import ShapesSource, build_dataset
-from .demo import CAPS_SIZES, DEMO_PROMPTS, DEMO_SIZES, TIERS, _caps_table, _markdown, _pct, caps_demo, demo
-from .eval import compare, eval_prompts, plot_sweep, sweep
-from .parts import FROM_DATA, PARTS, merge_config, part_config, train_part
-from .pipeline import TextToImage, image_grid, prompt_centers
-from .shapes import ShapesWorld, default_reader, load_reader
-from .checkpoints import CheckpointError
-from .config import TrainConfig, add_config_args, config_from_dict
-from .transformer import load_transformer
+# Each command's functions import the parts of the library they use when they run: `capgen --help` then starts in
+# about the time torch takes to import instead of loading every module (measured on 2 cores: 2-3 s instead of 5-6 s).
 
 # %% auto #0
 __all__ = ['COMMANDS', 'DEMO_PIPELINE', 'IMAGE_SUFFIXES', 'UsageError', 'Command', 'command', 'main']
@@ -67,7 +59,8 @@ def command(name: str, help: str, add_args: Callable, **kw):
     return register
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(commands=None) -> argparse.ArgumentParser:
+    "The `capgen` parser; only the arguments of `commands` (names; default: every command) are declared."
     p = argparse.ArgumentParser(
         prog="capgen",
         description="capgen: text-to-image models trained without text, through spherical caps in CLIP space.",
@@ -79,13 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"capgen {capgen.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for c in COMMANDS.values():
-        c.add_args(sub.add_parser(c.name, help=c.help, description=c.help + c.more, epilog=c.epilog, formatter_class=c.formatter))
+        q = sub.add_parser(c.name, help=c.help, description=c.help + c.more, epilog=c.epilog, formatter_class=c.formatter)
+        if commands is None or c.name in commands: c.add_args(q)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `capgen` console command."
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    words = [w for w in argv if not w.startswith("-")]   # the command is the first (capgen's own options take no values)
+    parser = _parser(words[:1])
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -142,7 +138,8 @@ def _writable(out: str, kind: str):
     except OverwriteError as e: raise UsageError(f"--out: {e}") from None
 
 
-def _pipeline(path: str | None) -> TextToImage:
+def _pipeline(path: str | None):
+    from capgen.pipeline import TextToImage  # lazy: see the imports above
     p = Path(path) if path else DEMO_PIPELINE
     if not (p / "pipeline.json").is_file():
         hint = " (run 'capgen demo' first, or pass --pipeline)" if path is None else ""
@@ -151,6 +148,7 @@ def _pipeline(path: str | None) -> TextToImage:
 
 # %% ../nbs/12_cli.ipynb #1dfb1efd
 def _demo_args(q: argparse.ArgumentParser):
+    from capgen.demo import DEMO_PROMPTS, DEMO_SIZES, TIERS  # lazy: see the imports above
     q.add_argument("--out", default="capgen-demo", help="output folder: new, empty, or one an earlier demo wrote (replaced whole at the end)")
     q.add_argument("--tier", choices=list(TIERS), default="demo",
                    help="training budget: demo (the default: tens of minutes from nothing on 2 CPU cores); full = the library defaults (longer); fast = a minute or two, images are noise")
@@ -167,6 +165,7 @@ def _demo_args(q: argparse.ArgumentParser):
 @command("demo", "the main job: train (or reuse) the shapes world's CLIP, tokenizer, transformer and flow, turn captions "
                  "into images at several cap sizes, evaluate, write a report", _demo_args)
 def _demo(a) -> int:
+    from capgen.demo import demo  # lazy: see the imports above
     if a.out: _writable(a.out, "demo")
     if a.fast and a.full: raise UsageError("--fast and --full exclude each other")
     _count("-n", a.n); _count("--eval-prompts", a.eval_prompts)
@@ -217,6 +216,7 @@ def _image_prompts(prompts: list[str]) -> dict:
 @command("generate", "images from captions, images or embeddings with a saved pipeline (default: the demo's)", _generate_args,
          more=". A PROMPT that names an image file is an image prompt (its CLIP embedding is the cap's centre).")
 def _generate(a) -> int:
+    from capgen.pipeline import image_grid, prompt_centers  # lazy: see the imports above
     out = _png_out(a)
     _count("-n", a.n); _count("--rerank", a.rerank)
     if not 0 <= a.d_max <= 2: raise UsageError(f"--d-max must lie in [0, 2], got {a.d_max:g}")
@@ -252,6 +252,8 @@ def _eval_args(q: argparse.ArgumentParser):
 
 def _eval_parts(a) -> tuple:
     "The pipeline, the cap model (or None) and the reader `capgen eval` is given, each checked before it is loaded."
+    from capgen.shapes import default_reader, load_reader
+    from capgen.transformer import load_transformer  # lazy: see the imports above
     if a.cap_model and not (Path(a.cap_model) / "transformer.json").is_file():
         raise UsageError(f"--cap-model: {a.cap_model} is not a saved transformer")
     if a.reader and not (Path(a.reader) / "reader.json").is_file():
@@ -264,6 +266,9 @@ def _eval_parts(a) -> tuple:
 
 @command("eval", "prompt adherence of a saved pipeline against cap size, and the comparison with other routes", _eval_args)
 def _eval(a) -> int:
+    import matplotlib.pyplot as plt
+    from capgen.demo import _markdown, _pct
+    from capgen.eval import compare, eval_prompts, plot_sweep, sweep  # lazy: see the imports above
     _count("--prompts", a.prompts); _count("-n", a.n, 2)
     _writable(a.out, "eval")
     for s in [a.d_max, *a.sizes]:
@@ -297,6 +302,8 @@ def _build_dataset_args(q: argparse.ArgumentParser):
 @command("build-dataset", "tokenize and embed a folder of images or a 🤗 dataset into a training dataset", _build_dataset_args,
          more=", with a pipeline's CLIP and tokenizer. An interrupted build continues where it stopped when run again.")
 def _build_dataset(a) -> int:
+    from capgen.data import ShapesSource, build_dataset
+    from capgen.shapes import ShapesWorld  # lazy: see the imports above
     _count("--shard-size", a.shard_size); _count("--num-proc", a.num_proc)
     source = a.source
     if source.startswith("shapes:"):
@@ -314,6 +321,8 @@ def _build_dataset(a) -> int:
 
 # %% ../nbs/12_cli.ipynb #40bbf354
 def _train_args(q: argparse.ArgumentParser):
+    from capgen.config import TrainConfig, add_config_args
+    from capgen.parts import PARTS  # lazy: see the imports above
     q.add_argument("part", choices=PARTS, metavar="PART", help="what to train: " + ", ".join(PARTS))
     q.add_argument("--config", help="JSON file with sections model, data, train (see --print-config); keys left out take the defaults")
     q.add_argument("--print-config", action="store_true", help="print PART's default config (JSON) and exit")
@@ -335,6 +344,7 @@ def _config_file(path: str | None) -> dict:
 
 
 def _data_flag(a, cfg: dict) -> str:
+    from capgen.parts import FROM_DATA  # lazy: see the imports above
     if a.part not in FROM_DATA:
         raise UsageError(f"--data is for flow and transformer; {a.part} trains on shapes-world renders (the `data` section of --print-config)")
     if cfg["data"]["path"] not in (None, a.data):
@@ -345,6 +355,8 @@ def _data_flag(a, cfg: dict) -> str:
 
 def _train_config(a) -> dict:
     "PART's defaults, the --config file and the flags, as one config whose every value is checked before any work."
+    from capgen.config import TrainConfig, config_from_dict
+    from capgen.parts import merge_config  # lazy: see the imports above
     file = _config_file(a.config)
     try: cfg = merge_config(a.part, file, f"--config {a.config}" if a.config else "the config")
     except ValueError as e: raise UsageError(str(e)) from None
@@ -369,6 +381,8 @@ def _train_config(a) -> dict:
                 "  capgen train transformer --config t.json --data my-data --out my-transformer\n"
                 "  accelerate launch -m capgen.cli train flow --data my-data --out my-flow --epochs 5")
 def _train(a) -> int:
+    from capgen.checkpoints import CheckpointError
+    from capgen.parts import FROM_DATA, part_config, train_part  # lazy: see the imports above
     if a.print_config:
         print(json.dumps(part_config(a.part), indent=2))
         return 0
@@ -389,6 +403,7 @@ def _train(a) -> int:
 
 # %% ../nbs/12_cli.ipynb #6b4edb5b
 def _caps_args(q: argparse.ArgumentParser):
+    from capgen.demo import CAPS_SIZES  # lazy: see the imports above
     q.add_argument("--out", default="capgen-caps", help="folder for caps.md and caps.png (new, empty, or one an earlier caps run wrote)")
     q.add_argument("--d", type=int, default=768, help="dimension of the embedding space")
     q.add_argument("--n", type=int, default=100_000, help="points per cap")
@@ -398,6 +413,7 @@ def _caps_args(q: argparse.ArgumentParser):
 
 @command("caps", "sample points in spherical caps of several sizes in 768-d and check them against the exact distribution", _caps_args)
 def _caps(a) -> int:
+    from capgen.demo import _caps_table, caps_demo  # lazy: see the imports above
     if a.out: _writable(a.out, "caps")
     _count("--n", a.n); _count("--d", a.d, 2)
     if any(not 0 <= s <= 2 for s in a.sizes): raise UsageError(f"--sizes must be cap sizes d_max in [0, 2], got {a.sizes}")
