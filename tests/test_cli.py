@@ -60,6 +60,11 @@ def test_caps_small(tmp_path):
     assert "| 0.001 |" in table and "| 1.5 |" in table and table.count("| 3,000 | 3,000 |") == 2
 
 
+def at_a_terminal():
+    "Ctrl-C's default disposition in the child, as at a terminal (a test run in the background inherits SIGINT ignored)."
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 CLIP_STEP_WAIT = 3.0   # seconds after the CLIP step starts: its 1,000 renders are drawn, training is under way
 
 
@@ -71,7 +76,8 @@ def test_demo_fast_end_to_end(tmp_path):
     (tmp_path / "canary.txt").write_text("mine")
     (tmp_path / "demo").mkdir()                      # an empty folder the user made for it: allowed
     p = subprocess.Popen([shutil.which("capgen"), "demo", "--fast", "--out", str(tmp_path / "demo")], cwd=tmp_path,
-                         env=os.environ | env | {"PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         env=os.environ | env | {"PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=at_a_terminal)
     seen = ""
     while "[1/5] CLIP" not in seen and p.poll() is None: seen += p.stdout.readline()
     time.sleep(CLIP_STEP_WAIT)
