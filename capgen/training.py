@@ -33,7 +33,7 @@ from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.torch_core import num_distrib, rank_distrib, to_float
 
-from .core import pick_device
+from .core import NOT_IN_KEY, pick_device
 from .config import TrainConfig, lr_schedule, opt_func
 from .checkpoints import (
     CheckpointError, _STOP, _check_state_dict, _py_rng, _py_rng_back, _resolve_resume, _rng_state, _set_rng_state,
@@ -278,8 +278,7 @@ def _jsonable(v):
     return v
 
 # %% ../nbs/02_training.ipynb #de6b14ef
-RESUME_MAY_CHANGE = ("ckpt_dir", "ckpt_every_steps", "ckpt_every_minutes", "keep_last", "sample_every",
-                     "wandb", "wandb_project", "wandb_name")
+RESUME_MAY_CHANGE = NOT_IN_KEY   # what does not change the trained weights may change when a run resumes
 
 
 class _SkipBatches:
