@@ -27,7 +27,7 @@ from fastai.data.load import DataLoader
 from safetensors.torch import load_file, save_file
 from PIL import Image
 
-from .core import (LoadError, WEIGHTS, atomic_dir, cache_path, cached_part, check_int, fit_weights, read_part, save_part,
+from .core import (LoadError, WEIGHTS, atomic_dir, cache_path, cached_part, check_int, pick_device, fit_weights, read_part, save_part,
                          trained_default, train_key)
 from .shapes import ATTRIBUTES, ShapesWorld, describe, parse_caption, prompt
 from .config import TrainConfig, config_from_dict
@@ -107,7 +107,7 @@ class Embedder:
     def __init__(self, model: nn.Module, tokenizer: Callable, image_size: int, mean: Sequence[float],
                  std: Sequence[float], source: dict, device=None, batch_size: int = 256):
         self.batch_size = check_int("batch_size", batch_size)
-        self.device = torch.device(device or "cpu")
+        self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer, self.image_size = tokenizer, int(image_size)
         self.mean, self.std, self.source = tuple(mean), tuple(std), dict(source)
@@ -264,7 +264,7 @@ def load(cls: Embedder, path: str | Path, device=None, batch_size: int = 256) ->
     except (KeyError, TypeError, ValueError, RuntimeError) as ex:
         raise LoadError(f"{path / 'embedder.json'}: not a valid embedder description ({type(ex).__name__}: {ex})") from None
     fit_weights(e.model, weights, path / WEIGHTS)
-    return e.to(device or "cpu")
+    return e.to(pick_device(device))
 
 # %% ../nbs/06_clip.ipynb #a97287c7
 @dataclass
@@ -338,7 +338,7 @@ def shapes_clip_dls(data: ShapesClipConfig, context_length: int, bs: int, device
         idx = range(n)
         return list(zip(torch.from_numpy(world.images(idx, split)), caption_tokens(world, idx, split, k, tok, data.world_seed)))
     return DataLoaders(DataLoader(items("train", data.n_train, data.captions_per_image), bs=bs, shuffle=True, drop_last=True),
-                       DataLoader(items("validation", data.n_valid, 1), bs=bs), device=device or "cpu")
+                       DataLoader(items("validation", data.n_valid, 1), bs=bs), device=pick_device(device))
 
 
 def shapes_clip_learner(cfg: ClipConfig, data: ShapesClipConfig, train_cfg: TrainConfig, device=None, **kwargs):

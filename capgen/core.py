@@ -266,7 +266,7 @@ def load_part(path: Path, kind: str, build: Callable[[dict], nn.Module], device=
     except (TypeError, KeyError, ValueError, AttributeError) as e:
         raise LoadError(f"{path / f'{kind}.json'}: not a valid {kind} description ({type(e).__name__}: {e})") from None
     fit_weights(model, weights, path / WEIGHTS)
-    return model.to(device or "cpu").eval(), meta
+    return model.to(pick_device(device)).eval(), meta
 
 # %% ../nbs/00_core.ipynb #73bb52b1
 def load_or_train(path: Path, kind: str, train: Callable[[Path], object], load: Callable[[Path], object], log=print):

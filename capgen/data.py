@@ -31,7 +31,7 @@ import torch.distributed as dist
 
 from .flow import flow_dls
 from .shapes import SPLITS, ShapesWorld, describe, random_scene, render
-from .core import OverwriteError, cache_path, check_int, write_text
+from .core import OverwriteError, cache_path, check_int, pick_device, write_text
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'RESERVED_COLUMNS', 'SIXTEEN_BIT', 'EMBEDDING_DTYPES', 'EMBED_FROM', 'Source', 'open_image',
@@ -548,7 +548,7 @@ def token_dls(built, bs: int, valid_pct: float = 0.05, seed: int = 0, device=Non
     "Stage-2 `DataLoaders` of `(tokens, embedding)` from a built dataset (or its `out_dir`), split by `is_valid`."
     tr, va = _split(_as_built(built), valid_pct, seed)
     return DataLoaders(TokenDL(tr, bs=bs, shuffle=True, drop_last=True, num_workers=num_workers),
-                       TokenDL(va, bs=bs, num_workers=num_workers), device=device or "cpu")
+                       TokenDL(va, bs=bs, num_workers=num_workers), device=pick_device(device))
 
 # %% ../nbs/08_data.ipynb #c8692ff8
 def plot_time(reports: dict[str, dict], ax=None):

@@ -27,7 +27,7 @@ from .sphere import (_check_dim, _sinc, exp_map, geodesic_distance, log_map, log
                            project_tangent, sample_uniform)
 from .caps import (DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_center_size, log_area,
                          sample_caps_containing, sample_in_cap)
-from .core import check_int, load_part, save_part
+from .core import check_int, pick_device, load_part, save_part
 from .config import config_from_dict
 from .distributed import unwrap, micro_batch_size
 from .training import ema_weights, make_learner
@@ -240,7 +240,7 @@ def flow_dls(x_train: Tensor, x_valid: Tensor, bs: int, device=None) -> DataLoad
         _check_points(x, x.shape[-1] if x.ndim == 2 else 0, name)
     tr, va = [(p,) for p in x_train], [(p,) for p in x_valid]
     return DataLoaders(DataLoader(tr, bs=bs, shuffle=True, drop_last=True), DataLoader(va, bs=bs),
-                       device=device or "cpu")
+                       device=pick_device(device))
 
 
 def trained_model(learn) -> VectorField:

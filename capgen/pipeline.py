@@ -207,7 +207,7 @@ class TextToImage:
     @classmethod
     def load(cls,
              path,          # a folder `TextToImage.save` wrote
-             device=None,   # where to put the parts (None: the CPU)
+             device=None,   # where to put the parts (None: the GPU when there is one, else the CPU)
             ) -> TextToImage:
         "The pipeline `save` wrote into the folder `path` (no pickles)."
         path = Path(path)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .core import atomic_dir, cache_path, cached_part, load_part, save_part, trained_default
+from .core import atomic_dir, cache_path, cached_part, load_part, pick_device, save_part, trained_default
 from .config import TrainConfig
 from .training import make_learner, ema_weights
 from .distributed import unwrap
@@ -470,7 +470,7 @@ def reader_dls(cfg: ReaderConfig, device=None) -> DataLoaders:
         idx = range(n)
         return list(zip(_chw(world.images(idx, split)), attribute_targets(world.attributes(idx, split))))
     return DataLoaders(DataLoader(items("train", cfg.n_train), bs=cfg.batch_size, shuffle=True, drop_last=True),
-                       DataLoader(items("validation", cfg.n_valid), bs=512), device=device or "cpu")
+                       DataLoader(items("validation", cfg.n_valid), bs=512), device=pick_device(device))
 
 
 def reader_learner(cfg: ReaderConfig = ReaderConfig(), ckpt_dir=None, device=None, **kwargs):

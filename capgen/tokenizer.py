@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch.serialization import get_unsafe_globals_in_checkpoint, safe_globals
 
 from .clip import images_to_tensor
-from .core import LoadError, cache_path, cached_part, check_int, load_part, save_part, trained_default, train_key
+from .core import LoadError, cache_path, cached_part, check_int, pick_device, load_part, save_part, trained_default, train_key
 from .shapes import ShapesWorld, reader_accuracy
 from .config import TrainConfig, config_from_dict
 from .distributed import micro_batch_size, unwrap
@@ -456,7 +456,7 @@ def load_vqgan(path, image_size: int = 256, device=None) -> VQGANTokenizer:
     bad = [(k, tuple(sd[k].shape), tuple(v.shape)) for k, v in ours.items() if sd[k].shape != v.shape]
     if bad: raise LoadError(f"`path` {path}: shapes differ from the architecture read from it: {bad[:5]}")
     tok.load_state_dict({k: v.float() for k, v in sd.items()})
-    return tok.to(device or "cpu").eval()
+    return tok.to(pick_device(device)).eval()
 
 # %% ../nbs/07_tokenizer.ipynb #cf34ce18
 def load_tokenizer(path, device=None) -> Tokenizer:
@@ -497,7 +497,7 @@ def tokenizer_dls(cfg: TokenizerConfig, data: TokenizerData, bs: int, device=Non
     train = _chw(world.images(range(data.n_train), "train"))
     valid = _chw(world.images(range(data.n_valid), "validation"))
     return DataLoaders(DataLoader(_Pairs(train), bs=bs, shuffle=True, drop_last=True),
-                       DataLoader(_Pairs(valid), bs=256), device=device or "cpu")
+                       DataLoader(_Pairs(valid), bs=256), device=pick_device(device))
 
 
 def _float(x: Tensor) -> Tensor: return x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
