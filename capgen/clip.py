@@ -37,9 +37,9 @@ from .training import ema_weights, make_learner
 # %% auto #0
 __all__ = ['OPENAI_MEAN', 'OPENAI_STD', 'ALLOWED_IMAGES', 'VISION_TOWERS', 'images_to_tensor', 'preprocess', 'Embedder',
            'ClipConfig', 'build_clip', 'ShapesClipConfig', 'caption_tokens', 'ClipBatch', 'ClampLogitScale',
-           'clip_loss', 'shapes_clip_dls', 'shapes_clip_learner', 'default_train_config', 'train_shapes_clip',
-           'class_prompts', 'class_embeddings', 'zero_shot', 'zero_shot_accuracy', 'retrieval', 'default_configs',
-           'cached_path', 'default_embedder', 'modality_gap']
+           'clip_loss', 'shapes_clip_dls', 'clip_learner', 'shapes_clip_learner', 'default_train_config', 'fit_clip',
+           'train_shapes_clip', 'class_prompts', 'class_embeddings', 'zero_shot', 'zero_shot_accuracy', 'retrieval',
+           'default_configs', 'cached_path', 'default_embedder', 'modality_gap']
 
 # %% ../nbs/06_clip.ipynb #779f3de6
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -341,16 +341,22 @@ def shapes_clip_dls(data: ShapesClipConfig, context_length: int, bs: int, device
                        DataLoader(items("validation", data.n_valid, 1), bs=bs), device=pick_device(device))
 
 
-def shapes_clip_learner(cfg: ClipConfig, data: ShapesClipConfig, train_cfg: TrainConfig, device=None, **kwargs):
-    """A `capgen.training` `Learner` for a small CLIP on the shapes world; train it with `learn.fit_cfg()`.
-    Checkpoints go to `train_cfg.ckpt_dir`, or to a new temporary folder when it is empty (never the current folder)."""
+def clip_learner(emb: Embedder, dls: DataLoaders, train_cfg: TrainConfig, **kwargs):
+    """A `capgen.training` `Learner` training `emb.model` contrastively on `dls` of `(uint8 image (H, W, 3), caption
+    tokens (k, L))`, each image preprocessed as `emb` says; train it with `learn.fit_cfg()`. Any open_clip model
+    trains this way: a fresh small one (`Embedder.from_config`) or a pretrained one to fine-tune. Checkpoints go
+    to `train_cfg.ckpt_dir`, or to a new temporary folder when it is empty (never the current folder)."""
     if not train_cfg.ckpt_dir: train_cfg = replace(train_cfg, ckpt_dir=tempfile.mkdtemp(prefix="clip-ckpt-"))
+    cbs = [ClipBatch(emb.image_size, emb.mean, emb.std), ClampLogitScale()] + list(kwargs.pop("cbs", []))
+    return make_learner(emb.model, dls, clip_loss, train_cfg, cbs=cbs, **kwargs)
+
+
+def shapes_clip_learner(cfg: ClipConfig, data: ShapesClipConfig, train_cfg: TrainConfig, device=None, **kwargs):
+    "`clip_learner` of a fresh CLIP of architecture `cfg` on the shapes world's renders and captions."
     torch.manual_seed(train_cfg.seed)
-    model = build_clip(cfg)
-    model.token_embedding.requires_grad_(data.train_token_embedding)
-    dls = shapes_clip_dls(data, cfg.context_length, micro_batch_size(train_cfg), device)
-    cbs = [ClipBatch(cfg.image_size), ClampLogitScale()] + list(kwargs.pop("cbs", []))
-    return make_learner(model, dls, clip_loss, train_cfg, cbs=cbs, **kwargs)
+    emb = Embedder.from_config(cfg, device=device)
+    emb.model.token_embedding.requires_grad_(data.train_token_embedding)
+    return clip_learner(emb, shapes_clip_dls(data, cfg.context_length, micro_batch_size(train_cfg), device), train_cfg, **kwargs)
 
 
 def default_train_config(**changes) -> TrainConfig:
@@ -360,15 +366,15 @@ def default_train_config(**changes) -> TrainConfig:
     return TrainConfig(**(d | changes))
 
 
-def train_shapes_clip(cfg: ClipConfig = ClipConfig(), data: ShapesClipConfig = ShapesClipConfig(),
-                      train_cfg: TrainConfig | None = None, device=None, progress: bool = False, resume=None) -> Embedder:
-    """Train a small CLIP on the shapes world and return its `Embedder` (EMA weights when the run keeps them).
-    `source['trained']` records the configs, the training time and the loss history. Checkpoints go to
-    `train_cfg.ckpt_dir`, or to a temporary folder when it is empty (the default); `resume` as in `fit_cfg`."""
-    train_cfg = train_cfg or default_train_config()
+def fit_clip(emb: Embedder, dls: DataLoaders, train_cfg: TrainConfig, progress: bool = False, resume=None,
+             **kwargs) -> Embedder:
+    """Train `emb`'s model on `dls` (see `clip_learner`) and return `emb`, now holding the trained weights (the EMA
+    weights when the run keeps them); `source['trained']` records the training settings, its time and the loss
+    history. Checkpoints go to `train_cfg.ckpt_dir`, or to a temporary folder when it is empty; `resume` as in
+    `fit_cfg`. A run stopped by Ctrl-C or SIGTERM raises `KeyboardInterrupt` (its checkpoint kept)."""
     with tempfile.TemporaryDirectory(prefix="clip-ckpt-") as tmp:
         ckpt = train_cfg.ckpt_dir or tmp
-        learn = shapes_clip_learner(cfg, data, replace(train_cfg, ckpt_dir=ckpt), device, show_graph=progress)
+        learn = clip_learner(emb, dls, replace(train_cfg, ckpt_dir=ckpt), show_graph=progress, **kwargs)
         start = time.perf_counter()
         if progress: learn.fit_cfg(resume=resume)
         else:
@@ -379,12 +385,28 @@ def train_shapes_clip(cfg: ClipConfig = ClipConfig(), data: ShapesClipConfig = S
             kept = f"; its checkpoint is in {ckpt}" if train_cfg.ckpt_dir else ""
             raise KeyboardInterrupt(f"CLIP training was stopped by {learn.interrupted} at step {learn.step}{kept}")
         with ema_weights(learn) as m: weights = {k: v.detach().cpu().clone() for k, v in unwrap(m).state_dict().items()}
-    emb = Embedder.from_config(cfg, device=device)
+    emb.model = unwrap(emb.model)
     emb.model.load_state_dict(weights)
-    emb.source["trained"] = dict(data=data.to_dict(), train=train_key(train_cfg), seconds=round(seconds, 1),
+    emb.model.to(emb.device).eval()
+    emb.source["trained"] = dict(train=train_key(train_cfg), seconds=round(seconds, 1),
                                  valid_loss=[float(v[1]) for v in learn.recorder.values],
                                  logit_scale=float(weights["logit_scale"].exp()))
     return emb
+
+
+def train_shapes_clip(cfg: ClipConfig = ClipConfig(), data: ShapesClipConfig = ShapesClipConfig(),
+                      train_cfg: TrainConfig | None = None, device=None, progress: bool = False, resume=None) -> Embedder:
+    """Train a small CLIP on the shapes world and return its `Embedder` (`fit_clip` of `shapes_clip_learner`'s
+    model and data); `source['trained']` also records the data config."""
+    train_cfg = train_cfg or default_train_config()
+    torch.manual_seed(train_cfg.seed)
+    emb = Embedder.from_config(cfg, device=device)
+    emb.model.token_embedding.requires_grad_(data.train_token_embedding)
+    emb = fit_clip(emb, shapes_clip_dls(data, cfg.context_length, micro_batch_size(train_cfg), device), train_cfg,
+                   progress, resume)
+    emb.source["trained"] = dict(data=data.to_dict()) | emb.source["trained"]
+    return emb
+
 
 # %% ../nbs/06_clip.ipynb #d0de78a7
 def class_prompts(attribute: str, value: str) -> list[str]:

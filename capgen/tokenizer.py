@@ -34,7 +34,7 @@ from .training import ema_weights, make_learner
 # %% auto #0
 __all__ = ['FSQ', 'ResBlock', 'TokenizerConfig', 'Tokenizer', 'FSQTokenizer', 'VQResBlock', 'VQAttention', 'VQGANConfig',
            'VQEncoder', 'VQDecoder', 'VQCodebook', 'VQGANTokenizer', 'vqgan_config_from_state_dict', 'read_state_dict',
-           'load_vqgan', 'load_tokenizer', 'TokenizerData', 'tokenizer_dls', 'tokenizer_loss', 'edge_loss',
+           'load_vqgan', 'load_tokenizer', 'TokenizerData', 'image_dls', 'tokenizer_dls', 'tokenizer_loss', 'edge_loss',
            'object_mask', 'object_loss', 'psnr', 'default_train_config', 'tokenizer_learner', 'train_tokenizer',
            'default_configs', 'default_tokenizer', 'psnr_per_image', 'code_usage', 'evaluate_tokenizer']
 
@@ -110,7 +110,8 @@ class TokenizerConfig:
     bottom_blocks: int = 2  # residual blocks at the lowest resolution (one at every other scale)
     entropy_weight: float = 2e-3  # training: weight of log(vocab) − code_entropy(batch), which spreads codes
     edge_weight: float = 0.5  # training: weight of the squared error of horizontal/vertical pixel differences
-    object_weight: float = 1.0  # training: weight of the MSE over the pixels unlike the image's border (objects)
+    object_weight: float = 0.0  # training: weight of the MSE over the pixels unlike the image's border (objects);
+                                # it assumes a plain background, so only the shapes world's default turns it on
 
     def __post_init__(self):
         object.__setattr__(self, "levels", tuple(int(v) for v in self.levels))
@@ -123,6 +124,7 @@ class TokenizerConfig:
                              f"(2 ** len(widths))")
         if self.bottom_blocks < 1: raise ValueError(f"`bottom_blocks`={self.bottom_blocks!r} must be ≥ 1")
         if not self.entropy_weight >= 0: raise ValueError(f"`entropy_weight`={self.entropy_weight!r} must be ≥ 0")
+        if not self.object_weight >= 0: raise ValueError(f"`object_weight`={self.object_weight!r} must be ≥ 0")
         if not self.edge_weight >= 0: raise ValueError(f"`edge_weight`={self.edge_weight!r} must be ≥ 0")
         FSQ(self.levels)  # checks levels
 
@@ -491,13 +493,17 @@ class _Pairs:
 def _chw(images: np.ndarray) -> Tensor: return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
+def image_dls(train: np.ndarray, valid: np.ndarray, bs: int, device=None) -> DataLoaders:
+    "Autoencoder `DataLoaders` of uint8 images `(n, H, W, 3)`: shuffled `train` batches of `bs`, `valid` in order; the target is the input."
+    if len(train) < bs: raise ValueError(f"{len(train)} training images are fewer than one batch of {bs}: lower `batch_size` or add images")
+    return DataLoaders(DataLoader(_Pairs(_chw(train)), bs=bs, shuffle=True, drop_last=True),
+                       DataLoader(_Pairs(_chw(valid)), bs=256), device=pick_device(device))
+
+
 def tokenizer_dls(cfg: TokenizerConfig, data: TokenizerData, bs: int, device=None) -> DataLoaders:
-    "Training and validation renders (uint8 CHW, the target is the input) at `cfg.image_size`."
+    "Training and validation renders at `cfg.image_size` (`image_dls` of the shapes world's `train` and `validation` splits)."
     world = ShapesWorld(cfg.image_size, seed=data.seed)
-    train = _chw(world.images(range(data.n_train), "train"))
-    valid = _chw(world.images(range(data.n_valid), "validation"))
-    return DataLoaders(DataLoader(_Pairs(train), bs=bs, shuffle=True, drop_last=True),
-                       DataLoader(_Pairs(valid), bs=256), device=pick_device(device))
+    return image_dls(world.images(range(data.n_train), "train"), world.images(range(data.n_valid), "validation"), bs, device)
 
 
 def _float(x: Tensor) -> Tensor: return x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
@@ -544,8 +550,9 @@ def default_train_config(**changes) -> TrainConfig:
 
 
 def tokenizer_learner(cfg: TokenizerConfig = TokenizerConfig(), data: TokenizerData = TokenizerData(),
-                      train_cfg: TrainConfig | None = None, device=None, **kwargs):
-    "A `Learner` training an `FSQTokenizer`; train it with `learn.fit_cfg()`."
+                      train_cfg: TrainConfig | None = None, device=None, dls: DataLoaders | None = None, **kwargs):
+    """A `Learner` training an `FSQTokenizer`; train it with `learn.fit_cfg()`. It trains on shapes-world renders as
+    `data` says, or on `dls` when given (`image_dls` of any images of size `cfg.image_size`)."""
     train_cfg = train_cfg or default_train_config()
     torch.manual_seed(train_cfg.seed)
     model = FSQTokenizer(cfg)
@@ -554,7 +561,8 @@ def tokenizer_learner(cfg: TokenizerConfig = TokenizerConfig(), data: TokenizerD
         if cfg.edge_weight: out = out + cfg.edge_weight * edge_loss(pred, target)
         if cfg.object_weight: out = out + cfg.object_weight * object_loss(pred, target)
         return out + cfg.entropy_weight * model.entropy_gap if model.training and cfg.entropy_weight else out
-    return make_learner(model, tokenizer_dls(cfg, data, micro_batch_size(train_cfg), device), loss,
+    dls = dls if dls is not None else tokenizer_dls(cfg, data, micro_batch_size(train_cfg), device)
+    return make_learner(model, dls, loss,
                         train_cfg, metrics=[psnr], **kwargs)
 
 
@@ -577,7 +585,7 @@ def train_tokenizer(cfg: TokenizerConfig = TokenizerConfig(), data: TokenizerDat
 
 def default_configs() -> tuple[TokenizerConfig, TokenizerData, TrainConfig]:
     "Architecture, data and training of the default shapes-world tokenizer."
-    return TokenizerConfig(), TokenizerData(), default_train_config()
+    return TokenizerConfig(object_weight=1.0), TokenizerData(), default_train_config()
 
 
 @trained_default("shapes", "tokenizer")
@@ -613,12 +621,19 @@ def _rate(fn, n: int, repeat: int = 2) -> float:
     return n / best
 
 
-def evaluate_tokenizer(tok: Tokenizer, n: int = 2000, split: str = "test", reader=None, seed: int = 0) -> dict:
+def evaluate_tokenizer(tok: Tokenizer, n: int = 2000, split: str = "test", reader=None, seed: int = 0,
+                       images: np.ndarray | None = None) -> dict:
     """PSNR (mean over images, and of the mean squared error), code usage, attribute-reader accuracy on the
     reconstructions of `n` shapes-world renders of `split` (the reader's accuracy on the originals alongside), and
-    encode/decode images/s (batches of `tok.batch_size`, this process's threads)."""
-    world = ShapesWorld(tok.image_size, seed=seed)
-    images = world.images(range(n), split)
+    encode/decode images/s (batches of `tok.batch_size`, this process's threads). `images`: uint8 `(n, H, W, 3)`
+    held-out images of any data to measure instead of renders (then there is no reader)."""
+    if images is None: world = ShapesWorld(tok.image_size, seed=seed); images = world.images(range(n), split)
+    else:
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (tok.image_size, tok.image_size, 3):
+            raise ValueError(f"`images` must be uint8 (n, {tok.image_size}, {tok.image_size}, 3), got {images.dtype} {images.shape}")
+        if reader is not None: raise ValueError("`reader` reads shapes-world renders: leave it out with `images`")
+        n = len(images)
     codes = tok.encode(images)
     recon = tok.decode(codes)
     p = psnr_per_image(recon, images)
