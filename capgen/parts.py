@@ -11,20 +11,23 @@ from pathlib import Path
 
 from fastai.torch_core import rank_distrib
 
-from .clip import ClipConfig, ShapesClipConfig, default_configs as clip_configs, train_shapes_clip
+from .clip import (ClipConfig, Embedder, ShapesClipConfig, default_configs as clip_configs,
+                         default_train_config as clip_train_config, train_shapes_clip)
 from .core import cache_dir, check_choice, check_int, config_key, pick_device, write_text
 from .data import fingerprints, load_built, load_embeddings, shapes_tokens, token_dls, tokenizer_fingerprint
+from .images import ImageData, train_clip, train_image_tokenizer
 from .flow import FlowConfig, flow_learner, save_flow, trained_model
 from .pipeline import TextToImage
 from .shapes_flow import default_configs as flow_configs
-from .tokenizer import TokenizerConfig, TokenizerData, default_configs as tokenizer_configs, train_tokenizer
+from .tokenizer import (TokenizerConfig, TokenizerData, default_configs as tokenizer_configs,
+                              default_train_config as tokenizer_train_config, train_tokenizer)
 from .config import TrainConfig, config_from_dict
 from .distributed import micro_batch_size
 from .transformer import TransformerConfig, save_transformer
 from .transformer_training import default_train_config, train_transformer
 
 # %% auto #0
-__all__ = ['PARTS', 'SECTIONS', 'FROM_DATA', 'part_config', 'merge_config', 'train_part']
+__all__ = ['PARTS', 'SECTIONS', 'FROM_DATA', 'OWN_DATA', 'part_config', 'merge_config', 'train_part']
 
 # %% ../nbs/11b_parts.ipynb #5b1918f2
 PARTS = ("clip", "tokenizer", "flow", "transformer")
@@ -32,11 +35,20 @@ SECTIONS = ("model", "data", "train")
 FROM_DATA = {"flow": ("d",), "transformer": ("vocab_size", "grid", "cond_dim")}   # model sizes the data decides
 
 
-def part_config(part: str) -> dict:
+OWN_DATA = ("clip", "tokenizer")   # the parts that train on a user's images (`data.source`) as well as on shapes renders
+
+
+def part_config(part: str, source: str | None = None) -> dict:
     """The default config of `capgen train PART`: sections `model`, `data` and `train` as JSON-able dicts (the
-    shapes-world defaults of the part's page; model sizes `None` are read off the data)."""
+    shapes-world defaults of the part's page; model sizes `None` are read off the data). For a part of `OWN_DATA`
+    with `source`, the config that trains it on those images: `data` is an `ImageData`."""
     check_choice("part", part, PARTS)
     shapes_data = {"path": None, "renders": 30_000, "valid_pct": 0.05, "seed": 0}
+    if part in OWN_DATA and source is not None:
+        data = ImageData(source).to_dict()
+        if part == "tokenizer": data.pop("text_column")
+        model, t = (ClipConfig(), clip_train_config()) if part == "clip" else (TokenizerConfig(), tokenizer_train_config())
+        return {"model": model.to_dict(), "data": data, "train": {k: v for k, v in t.to_dict().items() if k != "ckpt_dir"}}
     if part in ("clip", "tokenizer"):
         m, d, t = (clip_configs if part == "clip" else tokenizer_configs)()
         model, data = m.to_dict(), d.to_dict()
@@ -50,9 +62,14 @@ def part_config(part: str) -> dict:
 
 
 def merge_config(part: str, config: dict | None, source: str = "the config") -> dict:
-    "`part_config(part)` updated with the sections of `config`, refusing unknown sections and keys."
-    base, config = part_config(part), config or {}
+    """`part_config(part)` updated with the sections of `config`, refusing unknown sections and keys; a config whose
+    `data.source` names images is laid over `part_config(part, source)`."""
+    config = config or {}
     if not isinstance(config, dict): raise ValueError(f"{source} must be a JSON object with sections {list(SECTIONS)}")
+    images = config.get("data", {}).get("source") if isinstance(config.get("data"), dict) else None
+    if images is not None and part not in OWN_DATA:
+        raise ValueError(f"{source}: `data.source` is for {' and '.join(OWN_DATA)}; a {part} trains on a built dataset (`data.path`)")
+    base = part_config(part, images)
     unknown = sorted(set(config) - set(SECTIONS))
     if unknown: raise ValueError(f"{source} has unknown sections {unknown}; a config has {list(SECTIONS)}")
     out = {}
@@ -101,19 +118,41 @@ def _fill_sizes(part: str, model: dict, sizes: dict) -> dict:
     return model
 
 # %% ../nbs/11b_parts.ipynb #a48287e8
-def _train_clip(cfg: dict, tc: TrainConfig, resume, pipeline, device, log):
+def _with_report(save, report: dict):
+    "`save`, then the part's held-out report as `report.json` beside it."
+    def both(path):
+        save(path)
+        write_text(Path(path) / "report.json", json.dumps(report, indent=2) + "\n")
+    return both
+
+
+def _train_clip(cfg: dict, tc: TrainConfig, resume, device, log, pipeline=None, clip=None):
+    if cfg["data"].get("source") is not None:
+        d = config_from_dict(ImageData, cfg["data"], "section `data`")
+        init = clip if clip is not None else config_from_dict(ClipConfig, cfg["model"], "section `model`")
+        if clip is not None: log(f"fine-tuning {clip!r}")
+        emb, report = train_clip(d, init, tc, resume=resume, device=device, log=log)
+        if clip is not None: report["fine_tuned_from"] = {k: v for k, v in clip.source.items() if k != "trained"}
+        return _with_report(emb.save, report)
+    if clip is not None: raise ValueError("`clip` (a CLIP to fine-tune) needs images with captions: give `data.source`")
     m, d = config_from_dict(ClipConfig, cfg["model"], "section `model`"), config_from_dict(ShapesClipConfig, cfg["data"], "section `data`")
     log(f"training CLIP on {d.n_train:,} shapes-world renders for {tc.epochs} epochs …")
     return train_shapes_clip(m, d, tc, device=device, progress=True, resume=resume).save
 
 
-def _train_tokenizer(cfg: dict, tc: TrainConfig, resume, pipeline, device, log):
-    m, d = config_from_dict(TokenizerConfig, cfg["model"], "section `model`"), config_from_dict(TokenizerData, cfg["data"], "section `data`")
+def _train_tokenizer(cfg: dict, tc: TrainConfig, resume, device, log, pipeline=None, clip=None):
+    m = config_from_dict(TokenizerConfig, cfg["model"], "section `model`")
+    if cfg["data"].get("source") is not None:
+        tok, report = train_image_tokenizer(config_from_dict(ImageData, cfg["data"], "section `data`"), m, tc, resume=resume,
+                                            device=device, log=log)
+        log(f"held-out PSNR {report['psnr_mean']:.1f} dB, {report['code_usage']:.0%} of the codes used")
+        return _with_report(tok.save, report)
+    d = config_from_dict(TokenizerData, cfg["data"], "section `data`")
     log(f"training the tokenizer on {d.n_train:,} shapes-world renders for {tc.epochs} epochs …")
     return train_tokenizer(m, d, tc, resume=resume, device=device).save
 
 
-def _train_flow(cfg: dict, tc: TrainConfig, resume, pipeline, device, log):
+def _train_flow(cfg: dict, tc: TrainConfig, resume, device, log, pipeline=None, clip=None):
     built, sizes, _ = _shapes_or_built(cfg["data"], pipeline)
     cfg["model"] = _fill_sizes("flow", cfg["model"], sizes)
     m = config_from_dict(FlowConfig, cfg["model"], "section `model`")
@@ -126,7 +165,7 @@ def _train_flow(cfg: dict, tc: TrainConfig, resume, pipeline, device, log):
     return lambda p: save_flow(trained, p)
 
 
-def _train_transformer(cfg: dict, tc: TrainConfig, resume, pipeline, device, log):
+def _train_transformer(cfg: dict, tc: TrainConfig, resume, device, log, pipeline=None, clip=None):
     built, sizes, tok = _shapes_or_built(cfg["data"], pipeline)
     cfg["model"] = _fill_sizes("transformer", cfg["model"], sizes)
     m = TransformerConfig.from_dict(cfg["model"], "section `model`")
@@ -141,11 +180,12 @@ _TRAINERS = {"clip": _train_clip, "tokenizer": _train_tokenizer, "flow": _train_
 
 
 def train_part(part: str, config: dict | None = None, out: str | Path = "capgen-part", resume=None, pipeline=None,
-               device=None, log=print) -> Path:
+               device=None, log=print, clip: Embedder | None = None) -> Path:
     """Train `part` (one of `PARTS`) as `config` says (sections like `part_config(part)`'s; keys left out take the
     defaults) and save it into the folder `out`, with `train-config.json`. `pipeline`: a `TextToImage` or its folder,
     whose CLIP and tokenizer prepare the shapes-world renders when `data.path` is null (flow, transformer) and whose
-    tokenizer draws sample figures. Checkpoints go to `train.ckpt_dir` (default: `out` + `.checkpoints`); `resume`
+    tokenizer draws sample figures. `clip`: for part `clip` with `data.source`, an `Embedder` to fine-tune instead of
+    training a fresh CLIP of `model`'s architecture. Checkpoints go to `train.ckpt_dir` (default: `out` + `.checkpoints`); `resume`
     as in `fit_cfg`. Under `accelerate launch` every process trains and process 0 saves. Returns `out`."""
     check_choice("part", part, PARTS)
     out = Path(out)
@@ -155,7 +195,7 @@ def train_part(part: str, config: dict | None = None, out: str | Path = "capgen-
     tc = config_from_dict(TrainConfig, train, "section `train`")
     device = pick_device(device)
     t0 = time.perf_counter()
-    save = _TRAINERS[part](cfg, tc, resume, pipeline, device, log)
+    save = _TRAINERS[part](cfg, tc, resume, device, log, pipeline=pipeline, clip=clip)
     if rank_distrib() == 0:
         save(out)
         write_text(out / "train-config.json", json.dumps({"part": part, **cfg, "train": tc.to_dict()}, indent=2) + "\n")
