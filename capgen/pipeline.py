@@ -11,6 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,10 +28,11 @@ from .core import LoadError, atomic_dir, check_int, check_number, check_part, re
 from .distributed import unwrap
 from .transformer import ImageTransformer, _check_sampling, generate, load_transformer, save_transformer
 from .clip import Embedder
-from .tokenizer import load_tokenizer
+from .tokenizer import Tokenizer, VQGANTokenizer, load_tokenizer, load_vqgan
 
 # %% auto #0
-__all__ = ['PARTS', 'prompt_centers', 'Generation', 'image_grid', 'TextToImage', 'best_of', 'default_pipeline']
+__all__ = ['PARTS', 'prompt_centers', 'Generation', 'image_grid', 'check_fit', 'TextToImage', 'best_of', 'default_pipeline',
+           'load_clip', 'load_image_tokenizer', 'assemble']
 
 # %% ../nbs/10_pipeline.ipynb #ba21add7
 def _is_image_batch(x) -> bool:
@@ -122,21 +124,36 @@ def image_grid(images, ncols: int | None = None, pad: int = 2, fill: int = 255) 
 PARTS = ["embedder", "flow", "transformer", "tokenizer"]   # the sub-folders of a saved pipeline
 
 
+def check_fit(embedder, flow: VectorField, transformer: ImageTransformer, tokenizer,
+              names: dict | None = None,   # part → its name in the message, e.g. {'embedder': 'clip'}
+             ):
+    """Raise a `ValueError` that names the parts and their numbers unless the four make one pipeline: a cap-conditioned
+    flow and an embedding-conditioned transformer, both in the embedder's dimension, the transformer writing the
+    tokenizer's grid of its codes. `names` renames parts in the message (`assemble` calls the embedder `clip`)."""
+    n = {k: f"`{(names or {}).get(k, k)}`" for k in PARTS}
+    fc, tc = unwrap(flow).cfg, unwrap(transformer).cfg
+    if not fc.conditional: raise ValueError(f"{n['flow']} must be a cap-conditioned flow (FlowConfig.conditional=True)")
+    if tc.cond != "embedding":
+        raise ValueError(f"{n['transformer']} must be conditioned on embeddings (cond='embedding'), got cond={tc.cond!r}")
+    d = embedder.dim
+    off = [f"{n['flow']} samples {fc.d}-d embeddings"] if fc.d != d else []
+    off += [f"{n['transformer']} takes {tc.cond_dim}-d embeddings"] if tc.cond_dim != d else []
+    if off: raise ValueError(f"{' and '.join(off)}, but {n['embedder']} embeds in {d}-d")
+    g, tg, size = tc.grid, tokenizer.grid, tokenizer.image_size
+    if g != tg:
+        raise ValueError(f"{n['transformer']} writes {g}×{g} tokens, but {n['tokenizer']} makes {tg}×{tg} of its {size}-px "
+                         f"images (at its factor {size // tg}, {g}×{g} tokens are {g * (size // tg)}-px images)")
+    if tc.vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"{n['transformer']} writes tokens of {tc.vocab_size} codes, but {n['tokenizer']} has "
+                         f"{tokenizer.vocab_size}")
+
+
 class TextToImage:
     "Prompt → cap → stage-1 flow → embeddings → stage-2 transformer → tokens → tokenizer → images."
     def __init__(self, embedder, flow: VectorField, transformer: ImageTransformer, tokenizer):
-        flow, transformer = unwrap(flow), unwrap(transformer)
-        d = embedder.dim
-        if not flow.cfg.conditional: raise ValueError("`flow` must be a cap-conditioned flow (FlowConfig.conditional=True)")
-        if flow.cfg.d != d: raise ValueError(f"`flow` samples {flow.cfg.d}-d embeddings, but the embedder's are {d}-d")
-        tc = transformer.cfg
-        if tc.cond != "embedding":
-            raise ValueError(f"`transformer` must be conditioned on embeddings (cond='embedding'), got cond={tc.cond!r}")
-        if tc.cond_dim != d: raise ValueError(f"`transformer` takes {tc.cond_dim}-d embeddings, but the embedder's are {d}-d")
-        if (tc.vocab_size, tc.grid) != (tokenizer.vocab_size, tokenizer.grid):
-            raise ValueError(f"`transformer` writes {tc.grid}×{tc.grid} tokens of {tc.vocab_size} codes, but the tokenizer "
-                             f"has {tokenizer.grid}×{tokenizer.grid} of {tokenizer.vocab_size}")
-        self.embedder, self.flow, self.transformer, self.tokenizer = embedder, flow.eval(), transformer.eval(), tokenizer
+        check_fit(embedder, flow, transformer, tokenizer)
+        self.embedder, self.tokenizer = embedder, tokenizer
+        self.flow, self.transformer = unwrap(flow).eval(), unwrap(transformer).eval()
 
     def __repr__(self):
         return (f"TextToImage({self.embedder.dim}-d CLIP, flow {sum(p.numel() for p in self.flow.parameters()) / 1e6:.1f} M, "
@@ -239,3 +256,94 @@ def default_pipeline(device=None, cache=None, world: str = "shapes") -> TextToIm
     flow = trained_part("flow", world, tokenizer=tok, embedder=emb, cache=cache)
     transformer = trained_part("transformer", world, tokenizer=tok, embedder=emb, cache=cache)
     return TextToImage(emb, flow, transformer, tok).to(device)
+
+# %% ../nbs/10_pipeline.ipynb #0a8547ee
+def _in_pipeline(path, kind: str) -> Path:
+    "The folder of the part `kind` at `path`: `path` itself, or its sub-folder when `path` is a saved pipeline."
+    path = Path(path)
+    return path / kind if (path / "pipeline.json").is_file() else path
+
+
+def _open_clip_spec(spec: str) -> tuple[str, str | None]:
+    "`NAME:TAG` or `NAME:PATH` split into the model's name and its weights (None if none); 'hf-hub:ORG/REPO' whole."
+    if spec.startswith("hf-hub:"): return spec, None
+    name, _, weights = spec.partition(":")
+    return name, weights or None
+
+
+def load_clip(spec,          # a saved embedder or pipeline folder, or an open_clip model: NAME:TAG, NAME:PATH
+              device=None,   # where to put it (None: the GPU when there is one, else the CPU)
+             ) -> Embedder:
+    """The CLIP `spec` names: a folder `Embedder.save` wrote, a saved pipeline's folder (its embedder), or an open_clip
+    model with its weights, `NAME:TAG` (pretrained, downloaded once from the Hugging Face hub: 'ViT-B-32:openai'),
+    `NAME:PATH` (a local open_clip checkpoint: .safetensors, or a torch file read weights-only), or a hub name
+    'hf-hub:ORG/REPO' as `Embedder.from_pretrained` takes it."""
+    spec = str(spec)
+    path = Path(spec)
+    if path.is_dir(): return Embedder.load(_in_pipeline(path, "embedder"), device)
+    if path.is_file():
+        raise ValueError(f"`spec` {spec!r} is a file: name the open_clip model whose weights it holds, as NAME:{spec}")
+    name, weights = _open_clip_spec(spec)
+    if weights is None and not name.startswith("hf-hub:"):
+        import open_clip
+        if name in open_clip.list_models():
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            known = f"TAG one of {tags[:4]}{' …' if len(tags) > 4 else ''}, " if tags else ""
+            raise ValueError(f"`spec` {spec!r} names an open_clip model but not its weights: write {name}:TAG ({known}"
+                             f"downloaded once) or {name}:PATH to a checkpoint file")
+    try: return Embedder.from_pretrained(name, weights, device)
+    except ValueError as e:
+        raise ValueError(f"`spec` {spec!r}{' is no folder, and' if weights is None else ':'} {e}") from None
+
+# %% ../nbs/10_pipeline.ipynb #c188f667
+def load_image_tokenizer(spec,                  # a saved tokenizer or pipeline folder, or a VQGAN checkpoint file
+                         device=None,           # where to put it (None: the GPU when there is one, else the CPU)
+                         image_size: int = 256, # the side of the images a VQGAN file takes
+                        ) -> Tokenizer:
+    """The image tokenizer `spec` names: a folder a tokenizer's `save` wrote, a saved pipeline's folder (its tokenizer),
+    or a taming-transformers / latent-diffusion VQGAN checkpoint file (.ckpt, .pt, .pth or .safetensors, read without
+    unpickling code), which then takes images of side `image_size` (a saved tokenizer keeps its own)."""
+    path = Path(spec)
+    if path.is_dir(): return load_tokenizer(_in_pipeline(path, "tokenizer"), device)
+    if path.is_file(): return load_vqgan(path, image_size, device)
+    raise LoadError(f"{path}: no such folder or file (expected a saved tokenizer or pipeline, or a VQGAN checkpoint)")
+
+# %% ../nbs/10_pipeline.ipynb #1eed1672
+def _loaded(name: str, load: Callable[[], object]):
+    "`load()`, its errors saying which part of `assemble`, `name`, they are about."
+    try: return load()
+    except (LoadError, ValueError) as e:
+        msg = str(e)
+        raise type(e)(msg.replace("`spec`", f"`{name}`", 1) if "`spec`" in msg else f"`{name}` {msg}") from None
+
+
+def _vqgan_for_grid(tok: VQGANTokenizer, grid: int) -> VQGANTokenizer:
+    "The VQGAN `tok` taking the images whose codes are `grid`×`grid` (its weights do not depend on the image size)."
+    if tok.grid == grid: return tok
+    out = VQGANTokenizer(tok.cfg, grid * tok.cfg.factor)
+    out.load_state_dict(tok.state_dict())
+    return out.to(tok._device()).eval()
+
+
+def assemble(clip,          # an `Embedder`, or a spec `load_clip` takes
+             tokenizer,     # a tokenizer, or a spec `load_image_tokenizer` takes
+             flow,          # a cap-conditioned `VectorField`, or its folder (or a pipeline's)
+             transformer,   # an embedding-conditioned `ImageTransformer`, or its folder (or a pipeline's)
+             device=None,   # where the parts go (None: specs where their loaders put them, given parts where they are)
+            ) -> TextToImage:
+    """The `TextToImage` of four parts, each loaded already or named by a spec: `clip` as `load_clip` takes it,
+    `tokenizer` as `load_image_tokenizer` (a VQGAN file then takes the images the transformer's grid needs), `flow`
+    and `transformer` folders their `save_*` wrote or a saved pipeline's folder. Parts that do not fit together raise
+    a `ValueError` naming both and their numbers (`check_fit`). Specs are loaded onto `device` and every part is moved
+    there (None: specs go where their loaders put them, given parts stay where they are)."""
+    is_spec = lambda x: isinstance(x, (str, os.PathLike))
+    if is_spec(flow): flow = _loaded("flow", lambda: load_flow(_in_pipeline(flow, "flow"), device))
+    if is_spec(transformer):
+        transformer = _loaded("transformer", lambda: load_transformer(_in_pipeline(transformer, "transformer"), device))
+    if is_spec(tokenizer):
+        vqgan_file = Path(tokenizer).is_file()
+        tokenizer = _loaded("tokenizer", lambda: load_image_tokenizer(tokenizer, device))
+        if vqgan_file: tokenizer = _vqgan_for_grid(tokenizer, unwrap(transformer).cfg.grid)
+    if is_spec(clip): clip = _loaded("clip", lambda: load_clip(clip, device))
+    check_fit(clip, flow, transformer, tokenizer, names={"embedder": "clip"})
+    return TextToImage(clip, flow, transformer, tokenizer).to(device)
