@@ -21,7 +21,7 @@ from torch import Tensor
 import capgen
 from . import clip, tokenizer as tk, transformer_training as tt
 from .caps import Cap, cap_distance_cdf, log_area_fraction, plot_cap_samples, sample_in_cap
-from .core import atomic_dir, check_choice, check_int, check_writable
+from .core import atomic_dir, check_choice, check_int, check_writable, pick_device
 from .eval import compare, eval_prompts as draw_prompts, plot_sweep, sweep
 from .pipeline import TextToImage
 from .shapes import ReaderConfig, ShapesWorld, default_reader, reader_accuracy
@@ -51,9 +51,10 @@ def _split(d: dict, keys) -> tuple[dict, dict]:
     return {k: v for k, v in d.items() if k in keys}, {k: v for k, v in d.items() if k not in keys}
 
 
-def tier_parts(tier: str = "demo", log=print) -> dict:
+def tier_parts(tier: str = "demo", device=None, log=print) -> dict:
     """The five trained parts of `tier` (a key of `TIERS`), each from the cache or trained now, and the seconds each
-    took: `{'embedder', 'reader', 'tokenizer', 'transformer', 'flow', 'seconds'}`."""
+    took: `{'embedder', 'reader', 'tokenizer', 'transformer', 'flow', 'seconds'}`. Each part is loaded onto `device`
+    (None: the GPU when there is one, else the CPU); one trained now trains where its trained default trains it."""
     t = TIERS[check_choice("tier", tier, TIERS)]
     out, seconds = {}, {}
 
@@ -66,27 +67,30 @@ def tier_parts(tier: str = "demo", log=print) -> dict:
         return v
 
     if t is None:
-        out["embedder"] = step(1, "CLIP", lambda: clip.default_embedder())
-        out["reader"] = step(2, "reader", lambda: default_reader())
-        out["tokenizer"] = step(3, "tokenizer", lambda: tk.default_tokenizer())
-        out["transformer"] = step(4, "transformer", lambda: tt.default_transformer(out["tokenizer"], out["embedder"]))
-        out["flow"] = step(5, "flow", lambda: default_flow(out["tokenizer"], out["embedder"]))
+        out["embedder"] = step(1, "CLIP", lambda: clip.default_embedder(device))
+        out["reader"] = step(2, "reader", lambda: default_reader(device=device))
+        out["tokenizer"] = step(3, "tokenizer", lambda: tk.default_tokenizer(device))
+        out["transformer"] = step(4, "transformer", lambda: tt.default_transformer(out["tokenizer"], out["embedder"], device))
+        out["flow"] = step(5, "flow", lambda: default_flow(out["tokenizer"], out["embedder"], device))
     else:
         ccfg, cdata, ctc = clip.default_configs()
         cd, ce = _split(t["clip"], ("n_train", "n_valid"))
-        out["embedder"] = step(1, "CLIP", lambda: clip.default_embedder(configs=(ccfg, replace(cdata, **cd), replace(ctc, **ce))))
-        out["reader"] = step(2, "reader", lambda: default_reader(ReaderConfig(**t["reader"])))
+        out["embedder"] = step(1, "CLIP", lambda: clip.default_embedder(
+            device, configs=(ccfg, replace(cdata, **cd), replace(ctc, **ce))))
+        out["reader"] = step(2, "reader", lambda: default_reader(ReaderConfig(**t["reader"]), device))
         kcfg, kdata, ktc = tk.default_configs()
         kd, ke = _split(t["tokenizer"], ("n_train", "n_valid"))
-        out["tokenizer"] = step(3, "tokenizer", lambda: tk.default_tokenizer(configs=(kcfg, replace(kdata, **kd), replace(ktc, **ke))))
+        out["tokenizer"] = step(3, "tokenizer", lambda: tk.default_tokenizer(
+            device, configs=(kcfg, replace(kdata, **kd), replace(ktc, **ke))))
         tok, emb = out["tokenizer"], out["embedder"]
         tcfg, _, ttc = tt.default_configs(tok, emb)
         te, ta = _split(t["transformer"], ("epochs",))
         out["transformer"] = step(4, "transformer", lambda: tt.default_transformer(
-            tok, emb, configs=(replace(tcfg, **ta), t["renders"], replace(ttc, **te))))
+            tok, emb, device, configs=(replace(tcfg, **ta), t["renders"], replace(ttc, **te))))
         fcfg, ftc = flow_configs(emb)
         fe, fa = _split(t["flow"], ("epochs",))
-        out["flow"] = step(5, "flow", lambda: default_flow(tok, emb, configs=(replace(fcfg, **fa), replace(ftc, **fe)), n=t["renders"]))
+        out["flow"] = step(5, "flow", lambda: default_flow(
+            tok, emb, device, configs=(replace(fcfg, **fa), replace(ftc, **fe)), n=t["renders"]))
     out["seconds"] = seconds
     return out
 
@@ -172,17 +176,20 @@ def _write_grids(work: Path, gens: list, prompts: list[str]) -> list[str]:
 
 
 def demo(out: str | Path = "capgen-demo", tier: str = "demo", prompts=DEMO_PROMPTS, sizes=DEMO_SIZES, n: int = 8,
-         cfg_scale: float = 3.0, seed: int = 0, eval_prompts: int = 48, eval_images: int = 4, log=print) -> dict:
+         cfg_scale: float = 3.0, seed: int = 0, eval_prompts: int = 48, eval_images: int = 4, device=None,
+         log=print) -> dict:
     """The main job (see above): parts of `tier`, `n` images per prompt in `prompts` at each cap size in `sizes`,
     the evaluation on `eval_prompts` random prompts × `eval_images` images; everything written into the folder `out`
-    at the end (which must be new, empty, or a folder an earlier demo wrote). Returns the metrics."""
+    at the end (which must be new, empty, or a folder an earlier demo wrote). The parts are loaded and the images made on
+    `device` (None: the GPU when there is one, else the CPU). Returns the metrics."""
     check_choice("tier", tier, TIERS)
+    device = pick_device(device)
     check_writable(Path(out), "demo")     # before minutes of training, not after
     prompts, sizes = _prompts_and_sizes(prompts, sizes)
     check_int("n", n); check_int("eval_prompts", eval_prompts); check_int("eval_images", eval_images, 2)
     t_start = time.perf_counter()
-    parts = tier_parts(tier, log)
-    pipe = TextToImage(parts["embedder"], parts["flow"], parts["transformer"], parts["tokenizer"])
+    parts = tier_parts(tier, device, log)
+    pipe = TextToImage(parts["embedder"], parts["flow"], parts["transformer"], parts["tokenizer"]).to(device)
     seconds = dict(parts["seconds"])
     lo, hi = pipe.size_range
     if any(not lo <= s <= hi for s in sizes): raise ValueError(f"`sizes` {sizes} must lie in the flow's range [{lo:g}, {hi:g}]")
