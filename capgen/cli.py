@@ -399,8 +399,13 @@ def _train_args(q: argparse.ArgumentParser):
     q.add_argument("--config", help="JSON file with sections model, data, train (see --print-config); keys left out take the defaults")
     q.add_argument("--print-config", action="store_true", help="print PART's default config (JSON) and exit")
     q.add_argument("--out", help="folder to save the trained part into (must be new or empty)")
-    q.add_argument("--data", help="flow, transformer: a dataset folder written by 'capgen build-dataset' "
-                                  "(default: data.renders shapes-world renders through --pipeline)")
+    q.add_argument("--data", help="tokenizer, clip: images (a folder, a JSONL/CSV list, a 🤗 dataset, shapes:N), the CLIP's "
+                                  "with captions (name.txt beside name.png, one a line); flow, transformer: a dataset "
+                                  "written by 'capgen build-dataset' (default: shapes-world renders, through --pipeline)")
+    q.add_argument("--image-column", help="tokenizer, clip: the image column of a 🤗 dataset or the file column of a list")
+    q.add_argument("--text-column", help="clip: the caption column of a 🤗 dataset or a list")
+    q.add_argument("--clip", help="clip with --data: fine-tune this CLIP (a saved CLIP or pipeline folder, or an open_clip "
+                                  "NAME:TAG / NAME:PATH) instead of training a fresh one of the config's architecture")
     q.add_argument("--pipeline", help=f"saved pipeline whose CLIP and tokenizer prepare the shapes-world renders and "
                                       f"draw sample figures (default: {DEMO_PIPELINE})")
     q.add_argument("--resume", help="'auto' (continue from the latest checkpoint if there is one), 'latest', or a checkpoint folder")
@@ -415,10 +420,27 @@ def _config_file(path: str | None) -> dict:
     except LoadError as e: raise UsageError(f"--config: {e}") from None
 
 
+def _images_flag(a, file: dict) -> dict:
+    "The config file with --data, --image-column and --text-column of a tokenizer or clip in its `data` section."
+    from capgen.parts import OWN_DATA  # lazy: see the imports above
+    given = {k: getattr(a, f) for k, f in (("source", "data"), ("image_column", "image_column"), ("text_column", "text_column"))
+             if getattr(a, f) is not None}
+    if a.part not in OWN_DATA:
+        if set(given) - {"source"}: raise UsageError(f"--image-column and --text-column are for clip and tokenizer, not {a.part}")
+        return file
+    if "text_column" in given and a.part != "clip": raise UsageError("--text-column is for clip (captions); a tokenizer reads images only")
+    if not given: return file
+    if "source" not in given and not (file.get("data") or {}).get("source"): raise UsageError("--image-column and --text-column need --data")
+    data = dict(file.get("data") or {})
+    clash = {k: (data[k], v) for k, v in given.items() if k in data and data[k] != v}
+    if clash: raise UsageError(f"the config file {a.config} and the flags disagree ({', '.join(f'data.{k}: {x!r} vs {y!r}' for k, (x, y) in clash.items())})")
+    src = given.get("source")
+    if src and not (src.startswith("shapes:") or Path(src).exists() or "/" in src):
+        raise UsageError(f"--data {src!r} is neither an existing folder or list file nor a 🤗 hub name (owner/name) nor shapes:N")
+    return dict(file, data=data | given)
+
+
 def _data_flag(a, cfg: dict) -> str:
-    from capgen.parts import FROM_DATA  # lazy: see the imports above
-    if a.part not in FROM_DATA:
-        raise UsageError(f"--data is for flow and transformer; {a.part} trains on shapes-world renders (the `data` section of --print-config)")
     if cfg["data"]["path"] not in (None, a.data):
         raise UsageError(f"the config file {a.config} and the flags disagree (data.path {cfg['data']['path']!r}, --data {a.data!r})")
     if not (Path(a.data) / "build.json").is_file(): raise UsageError(f"--data: {a.data} is not a dataset written by 'capgen build-dataset'")
@@ -429,7 +451,7 @@ def _train_config(a) -> dict:
     "PART's defaults, the --config file and the flags, as one config whose every value is checked before any work."
     from capgen.config import TrainConfig, config_from_dict
     from capgen.parts import merge_config  # lazy: see the imports above
-    file = _config_file(a.config)
+    file = _images_flag(a, _config_file(a.config))
     try: cfg = merge_config(a.part, file, f"--config {a.config}" if a.config else "the config")
     except ValueError as e: raise UsageError(str(e)) from None
     flags = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if f.name in vars(a)}
@@ -441,29 +463,35 @@ def _train_config(a) -> dict:
     cfg["train"].update(flags)
     try: config_from_dict(TrainConfig, dict(cfg["train"]), "the training settings")
     except (ValueError, TypeError) as e: raise UsageError(str(e)) from None
-    if a.data is not None: cfg["data"]["path"] = _data_flag(a, cfg)
+    if a.data is not None and "path" in cfg["data"]: cfg["data"]["path"] = _data_flag(a, cfg)
     return cfg
 
 
 @command("train", "train one part (clip, tokenizer, flow or transformer) as a JSON config says, in one process or "
                   "several (accelerate launch)", _train_args, formatter=argparse.RawDescriptionHelpFormatter,
-         more=". clip and tokenizer train on shapes-world renders; flow and transformer on a dataset written by 'capgen "
-              "build-dataset' (--data), or on shapes-world renders embedded and tokenized by --pipeline's CLIP and tokenizer.",
-         epilog="examples:\n  capgen train transformer --print-config > t.json\n"
+         more=". clip and tokenizer train on your images (--data: a folder, a JSONL/CSV list or a 🤗 dataset; the CLIP's "
+              "with captions), or on shapes-world renders without --data; flow and transformer on a dataset written by "
+              "'capgen build-dataset' (--data), or on shapes-world renders embedded and tokenized by --pipeline's CLIP and tokenizer.",
+         epilog="examples:\n  capgen train tokenizer --data my-images --out my-tokenizer\n"
+                "  capgen train clip --data my-captioned-images --clip ViT-B-32:openai --out my-clip\n"
+                "  capgen train transformer --print-config > t.json\n"
                 "  capgen train transformer --config t.json --data my-data --out my-transformer\n"
                 "  accelerate launch -m capgen.cli train flow --data my-data --out my-flow --epochs 5")
 def _train(a) -> int:
     from capgen.checkpoints import CheckpointError
     from capgen.parts import FROM_DATA, part_config, train_part  # lazy: see the imports above
     if a.print_config:
-        print(json.dumps(part_config(a.part), indent=2))
+        print(json.dumps(part_config(a.part, a.data if a.part in ("clip", "tokenizer") else None), indent=2))
         return 0
     if not a.out: raise UsageError("--out is required: the folder to save the trained part into")
     cfg = _train_config(a)
     out = Path(a.out)
     if out.exists() and any(out.iterdir()): raise UsageError(f"--out {out} is not empty: it may hold a trained part; choose another folder")
     pipeline = _pipeline(a.pipeline) if a.part in FROM_DATA and (cfg["data"]["path"] is None or a.pipeline) else None
-    try: train_part(a.part, cfg, out, resume=a.resume, pipeline=pipeline, device=a.device)
+    if a.clip and not (a.part == "clip" and cfg["data"].get("source")):
+        raise UsageError("--clip is for 'capgen train clip --data IMAGES': the CLIP to fine-tune on those captioned images")
+    clip = _clip(a.clip, a.device) if a.clip else None
+    try: train_part(a.part, cfg, out, resume=a.resume, pipeline=pipeline, device=a.device, clip=clip)
     except CheckpointError as e:
         hint = "; to continue that run, add --resume auto" if "already holds" in str(e) else ""
         raise UsageError(f"{e}{hint}") from None

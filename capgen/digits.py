@@ -11,10 +11,12 @@ import json
 import math
 import re
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -26,20 +28,22 @@ from fastai.data.load import DataLoader
 from fastai.metrics import accuracy
 
 from .core import (
-    atomic_dir, cache_path, cached_part, check_choice, check_int, load_part, pick_device, read_json, save_part,
-    trained_default)
+    MARKER, atomic_dir, cache_path, cached_part, check_choice, check_int, load_part, pick_device, read_json, save_part,
+    trained_default, write_text)
 from .config import TrainConfig
 from .training import make_learner, ema_weights
 from .distributed import unwrap
 from .shapes import degrade
+from .eval import clip_score, diversity, method_images
 
 
 # %% auto #0
-__all__ = ['DIGIT_SPLITS', 'DIGIT_WORDS', 'DIGIT_TEMPLATES', 'RESAMPLE', 'mnist_digits', 'digit_indices', 'digit_split',
-           'digit_captions', 'digit_prompt', 'digit_images', 'write_digits', 'read_digits', 'ClassifierConfig',
-           'to_gray', 'DigitClassifier', 'jitter', 'Jitter', 'classifier_dls', 'classifier_learner',
-           'train_digit_classifier', 'classify', 'digit_accuracy', 'save_classifier', 'load_classifier',
-           'default_classifier']
+__all__ = ['DIGIT_SPLITS', 'DIGIT_WORDS', 'DIGIT_TEMPLATES', 'RESAMPLE', 'DIGITS_CONFIGS', 'QUICK_DIGITS_CONFIGS', 'ROUTES',
+           'mnist_digits', 'digit_indices', 'digit_split', 'digit_captions', 'digit_prompt', 'digit_images',
+           'write_digits', 'read_digits', 'ClassifierConfig', 'to_gray', 'DigitClassifier', 'jitter', 'Jitter',
+           'classifier_dls', 'classifier_learner', 'train_digit_classifier', 'classify', 'digit_accuracy',
+           'save_classifier', 'load_classifier', 'default_classifier', 'digits_commands', 'train_digits',
+           'digit_routes']
 
 # %% ../nbs/13_digits.ipynb #a9ff7117
 @functools.cache
@@ -308,3 +312,87 @@ def default_classifier(device=None, cache=None, retrain: bool = False, cfg: Clas
     return cached_part(cache_path("digit-classifier", cfg.to_dict(), cache), "digit-classifier", fit,
                        lambda p: load_classifier(p, device), retrain, log)
 
+
+# %% ../nbs/13_digits.ipynb #e686cf5a
+DIGITS_CONFIGS = {   # the --config file of each `capgen train PART` for 32-pixel digits (keys left out take the defaults)
+    "clip": {"model": {"image_size": 32, "embed_dim": 64}, "data": {"n_valid": 200}, "train": {"epochs": 10, "batch_size": 128}},
+    "tokenizer": {"model": {"image_size": 32, "widths": [32, 64]}, "data": {"n_valid": 200}, "train": {"epochs": 6, "batch_size": 32}},
+    "flow": {"model": {"width": 256, "depth": 3}, "train": {"epochs": 150, "batch_size": 256}},
+    "transformer": {"model": {"d_model": 128, "n_layers": 4, "n_heads": 4}, "train": {"epochs": 12, "batch_size": 64}},
+}
+QUICK_DIGITS_CONFIGS = {   # every command's code path in seconds (the images are noise): for tests
+    "clip": {"model": {"image_size": 32, "embed_dim": 32}, "data": {"n_valid": 50, "limit": 300}, "train": {"epochs": 1, "batch_size": 50}},
+    "tokenizer": {"model": {"image_size": 32, "widths": [16, 16]}, "data": {"n_valid": 50, "limit": 300}, "train": {"epochs": 1, "batch_size": 50}},
+    "flow": {"model": {"width": 32, "depth": 1}, "train": {"epochs": 1, "batch_size": 256}},
+    "transformer": {"model": {"d_model": 32, "n_layers": 1, "n_heads": 2}, "train": {"epochs": 1, "batch_size": 256}},
+}
+
+
+def digits_commands(folder, work) -> list[list[str]]:
+    """The `capgen` command lines that train a pipeline on the captioned images in `folder`, in order, with every
+    output under `work`: the CLIP and the tokenizer on the folder, the dataset they make of it, the flow and the
+    transformer on that dataset, and the pipeline folder they form (`work/pipeline`)."""
+    f, w = str(folder), Path(work)
+    part, cfg = (lambda p: str(w / "parts" / p)), (lambda p: str(w / "configs" / f"{p}.json"))
+    return [["train", "clip", "--data", f, "--config", cfg("clip"), "--out", part("clip"), "--resume", "auto"],
+            ["train", "tokenizer", "--data", f, "--config", cfg("tokenizer"), "--out", part("tokenizer"), "--resume", "auto"],
+            ["build-dataset", f, "--clip", part("clip"), "--tokenizer", part("tokenizer"), "--out", str(w / "data")],
+            ["train", "flow", "--data", str(w / "data"), "--config", cfg("flow"), "--out", part("flow"), "--resume", "auto"],
+            ["train", "transformer", "--data", str(w / "data"), "--config", cfg("transformer"), "--out", part("transformer"), "--resume", "auto"],
+            ["pipeline", *[a for p in ("clip", "tokenizer", "flow", "transformer") for a in (f"--{p}", part(p))], "--out", str(w / "pipeline")]]
+
+
+def train_digits(folder, work, configs: dict = DIGITS_CONFIGS, log=print) -> dict:
+    """Run `digits_commands(folder, work)` with `configs` as the parts' config files, through `capgen.cli.main` as a
+    shell would; a step whose output is already there is skipped, so an interrupted run continues when run again
+    (a training continues from its checkpoint). Returns the seconds each step took."""
+    from capgen.cli import main
+    work = Path(work)
+    (work / "configs").mkdir(parents=True, exist_ok=True)
+    for part, cfg in configs.items(): write_text(work / "configs" / f"{part}.json", json.dumps(cfg, indent=2) + "\n")
+    seconds = {}
+    for cmd in digits_commands(folder, work):
+        out = Path(cmd[cmd.index("--out") + 1])
+        name = cmd[1] if cmd[0] == "train" else cmd[0]
+        done = (out / "state.json").is_file() if cmd[0] == "build-dataset" else (out / MARKER).is_file()
+        if done:
+            log(f"{name}: already in {out}"); continue
+        log("capgen " + " ".join(cmd))
+        t0 = time.perf_counter()
+        try: rc = main(cmd)
+        except SystemExit as e: rc = e.code
+        if rc: raise RuntimeError(f"`capgen {' '.join(cmd[:2])}` failed with exit code {rc} (its message is above)")
+        seconds[name] = round(time.perf_counter() - t0, 1)
+    return seconds
+
+# %% ../nbs/13_digits.ipynb #9bc0bc01
+ROUTES = {"A": "A: text embedding → transformer", "B": "B: capgen, text → cap → flow → transformer",
+          "D": "D: oracle, a real digit's embedding → transformer", "E": "E: chance, random real digits"}
+
+
+def _summary(gen, classifier, labels: np.ndarray) -> dict:
+    read = classify(classifier, gen.images.reshape(-1, *gen.images.shape[2:])).reshape(gen.images.shape[:2])
+    return {"digit_accuracy": float((read == labels[:, None]).mean()), "in_cap": float(gen.in_cap.float().mean()),
+            "diversity": diversity(gen.image_embeddings), "clip_score": clip_score(gen.image_embeddings, gen.centers)}
+
+
+def digit_routes(pipe, classifier, sizes=(0.1, 0.2, 0.3, 0.5, 0.7), d_max: float = 0.5, n: int = 20,
+                 cfg_scale: float = 3.0, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How often `classifier` reads the asked digit in `n` images for each prompt `digit_prompt(0..9)`: capgen's two
+    stages at each cap size of `sizes` (the sweep), and routes A, B, D, E at `d_max` (the comparison). D and E
+    take real digits from the `test` split, which no part trained on. Each row also has the in-cap rate, the
+    diversity (mean pairwise cosine distance of the images' CLIP embeddings) and the CLIP score."""
+    check_int("n", n)
+    if n > DIGIT_SPLITS["test"]: raise ValueError(f"`n`={n}: the test split has {DIGIT_SPLITS['test']} images of each digit")
+    texts, labels = [digit_prompt(d) for d in range(10)], np.arange(10)
+    sweep = pd.DataFrame({float(s): _summary(pipe.generate(texts, d_max=float(s), n=n, cfg_scale=cfg_scale, seed=seed),
+                                             classifier, labels) for s in sizes}).T.rename_axis("d_max")
+    xt, yt = digit_split("test")
+    size = pipe.tokenizer.image_size
+    own = np.stack([digit_images(xt[yt == d][:n], size) for d in range(10)])            # (10, n, H, W, 3): digit d in row d
+    rng = np.random.default_rng(seed)
+    anyd = digit_images(xt[rng.choice(len(xt), 10 * n, replace=False)], size).reshape(10, n, size, size, 3)
+    real = {"D": own, "E": anyd}
+    table = pd.DataFrame({ROUTES[r]: _summary(method_images(r, pipe, texts, n=n, d_max=d_max, cfg_scale=cfg_scale, seed=seed,
+                                                            real=real.get(r)), classifier, labels) for r in ROUTES}).T
+    return sweep, table

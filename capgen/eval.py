@@ -162,9 +162,12 @@ def _finish(pipe, tokens, cond, labels, centers, d_max, m, n) -> Generation:
 
 
 @torch.no_grad()
-def method_images(method: str, pipe: TextToImage, texts: list[str], attrs: list[dict], n: int = 8, d_max: float = 0.5,
-                  cfg_scale: float = 3.0, seed: int = 0, cap_model=None, rerank: int = 1) -> Generation:
-    "`n` images per prompt made by `method` (one of 'A'…'E', see above) with the same seeds; C needs `cap_model`."
+def method_images(method: str, pipe: TextToImage, texts: list[str], attrs: list[dict] | None = None, n: int = 8,
+                  d_max: float = 0.5, cfg_scale: float = 3.0, seed: int = 0, cap_model=None, rerank: int = 1,
+                  real: np.ndarray | None = None) -> Generation:
+    """`n` images per prompt made by `method` (one of 'A'…'E', see above) with the same seeds; C needs `cap_model`.
+    `real`: uint8 `(m, n, H, W, 3)` real images for D (images each prompt describes) and E (any images), for data
+    other than the shapes world; by default D renders scenes with `attrs` and E draws random renders."""
     centers, _ = prompt_centers(pipe.embedder, texts)
     m = len(texts)
     if method == "B":
@@ -172,7 +175,7 @@ def method_images(method: str, pipe: TextToImage, texts: list[str], attrs: list[
     if method == "A":
         return _from_conditions(pipe, centers.repeat_interleave(n, 0), texts, centers, d_max, m, n, cfg_scale, seed)
     if method == "D":
-        real = oracle_images(attrs, n, pipe.tokenizer.image_size, seed)
+        if real is None: real = oracle_images(attrs, n, pipe.tokenizer.image_size, seed)
         cond = F.normalize(torch.as_tensor(pipe.embedder.embed_images(real.reshape(m * n, *real.shape[2:]))).float().cpu(), dim=-1)
         return _from_conditions(pipe, cond, texts, centers, d_max, m, n, cfg_scale, seed)
     if method == "C":
@@ -183,9 +186,10 @@ def method_images(method: str, pipe: TextToImage, texts: list[str], attrs: list[
         tokens = generate(cap_model, caps.to(dev), n=n, cfg_scale=cfg_scale, generator=gt).cpu()
         return _finish(pipe, tokens, centers.repeat_interleave(n, 0), texts, centers, d_max, m, n)
     if method == "E":
-        rng = np.random.default_rng(seed)
-        idx = rng.choice(10_000, m * n, replace=False)
-        images = ShapesWorld(pipe.tokenizer.image_size).images(idx.tolist(), "test")
+        if real is not None: images = np.asarray(real).reshape(m * n, *np.asarray(real).shape[2:])
+        else:
+            idx = np.random.default_rng(seed).choice(10_000, m * n, replace=False)
+            images = ShapesWorld(pipe.tokenizer.image_size).images(idx.tolist(), "test")
         img_emb = F.normalize(torch.as_tensor(pipe.embedder.embed_images(images)).float().cpu(), dim=-1)
         s = images.shape
         return Generation(texts, centers, float(d_max), img_emb.view(m, n, -1), torch.zeros(m, n, 0, 0, dtype=torch.long),
