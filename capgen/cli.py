@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     name = f"capgen {args.command}"
-    matplotlib.use("Agg")      # files only, no windows
+    if "inline" not in matplotlib.get_backend(): matplotlib.use("Agg")   # files only, no windows (a notebook keeps its inline figures)
     try:
         _check_common(args)
         return COMMANDS[args.command].run(args)
