@@ -242,6 +242,7 @@ def desk(tmp_path, monkeypatch, saved):
     shutil.copytree(saved / "pipeline", work / "P")
     broken = shutil.copytree(saved / "pipeline", work / "BROKEN")
     os.truncate(broken / "transformer" / WEIGHTS, 500)
+    os.truncate(shutil.copytree(saved / "pipeline", work / "BROKENTOK") / "tokenizer" / WEIGHTS, 500)
     shutil.copytree(saved / "flow", work / "FLOWPART")
     (work / "bad.json").write_text("{")
     (work / "sections.json").write_text('{"modle": {}}')
@@ -310,7 +311,7 @@ MALFORMED = [
     (("build-dataset", "shapes:10", "--out", "ds", "--shard-size", "0"), 2, "--shard-size must be"),
     (("build-dataset", "shapes:10", "--out", "ds", "--num-proc", "0"), 2, "--num-proc must be"),
     (("build-dataset", "shapes:10", "--out", "user", "--pipeline", "P"), 1, "holds no capgen build"),
-    (("build-dataset", "shapes:10", "--out", "ds", "--pipeline", "BROKEN"), 1, "corrupt or truncated"),
+    (("build-dataset", "shapes:10", "--out", "ds", "--pipeline", "BROKENTOK"), 1, "corrupt or truncated"),   # the part it uses
     (("train", "vae", "--out", "x"), 2, "invalid choice"),
     (("train", "flow"), 2, "--out is required"),
     (("train", "flow", "--out", "x"), 2, "run 'capgen demo' first"),
