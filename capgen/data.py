@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -15,7 +16,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -32,160 +33,35 @@ import torch.distributed as dist
 from .flow import flow_dls
 from .shapes import SPLITS, ShapesWorld, describe, random_scene, render
 from .core import OverwriteError, cache_path, check_int, pick_device, write_text
+from capgen.sources import (
+    RESERVED_COLUMNS, SIXTEEN_BIT, FolderSource, HFSource, ShapesSource, ShardedSource, Source, fit_square, open_image,
+    to_rgb)
+from .shards import HFStreamSource, WebDatasetSource, is_shards
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'RESERVED_COLUMNS', 'SIXTEEN_BIT', 'EMBEDDING_DTYPES', 'EMBED_FROM', 'Source', 'open_image',
-           'FolderSource', 'HFSource', 'ShapesSource', 'as_source', 'to_rgb', 'fit_square', 'module_hash',
-           'tokenizer_fingerprint', 'embedder_fingerprint', 'load_built', 'build_report', 'build_dataset',
-           'fingerprints', 'shapes_tokens', 'is_valid', 'load_embeddings', 'embedding_dls', 'TokenDL', 'token_dls',
-           'plot_time']
-
-# %% ../nbs/08_data.ipynb #b61e4ca2
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-RESERVED_COLUMNS = ("id", "tokens", "embedding")
-
-
-class Source:
-    "What `build_dataset` reads. Subclasses set `features` (extra columns: name → 🤗 feature)."
-    features: dict = {}
-
-    def __len__(self) -> int: raise NotImplementedError
-
-    def fingerprint(self) -> dict:
-        "JSON-able; equal fingerprints mean the same rows, so a build can resume across processes."
-        raise NotImplementedError
-
-    def read(self, start: int, stop: int) -> tuple[list[str], list, dict[str, list]]:
-        "Ids, items (for `decode`) and extra columns of rows `start..stop-1`."
-        raise NotImplementedError
-
-    def decode(self, item, size_hint: int | None = None) -> Image.Image:
-        "One item as a PIL image; `size_hint` (pixels a side) lets a decoder skip detail the build will not keep."
-        raise NotImplementedError
-
-
-def open_image(f, size_hint: int | None = None) -> Image.Image:
-    """Decode an image file (a path or a file object) fully, upright as its EXIF orientation says; the first frame
-    of an animation. A JPEG is decoded at the smallest of 1, 1/2, 1/4, 1/8 scale still ≥ `size_hint` on both sides."""
-    with Image.open(f) as im:
-        if size_hint and im.format == "JPEG": im.draft("RGB", (size_hint, size_hint))
-        im.load()
-        return ImageOps.exif_transpose(im)
-
-# %% ../nbs/08_data.ipynb #a19b4e6e
-class FolderSource(Source):
-    "Every image file under `root` (recursive), in sorted order of relative path."
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        if not self.root.is_dir(): raise ValueError(f"`source` folder {self.root} does not exist or is not a folder")
-        self.files = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
-                            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        if not self.files:
-            raise ValueError(f"`source` folder {self.root} holds no image files (extensions {', '.join(IMAGE_EXTENSIONS)})")
-        self.features = {}
-
-    def __len__(self): return len(self.files)
-
-    def fingerprint(self) -> dict:
-        h = hashlib.sha256()
-        for f in self.files:
-            st = (self.root / f).stat()
-            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        return {"kind": "folder", "n": len(self.files), "files": h.hexdigest()[:16]}
-
-    def read(self, start, stop): return self.files[start:stop], self.files[start:stop], {}
-
-    def decode(self, item, size_hint=None): return open_image(self.root / item, size_hint)
-
-    def __repr__(self): return f"FolderSource({str(self.root)!r}, {len(self)} images)"
-
-# %% ../nbs/08_data.ipynb #749eed03
-class HFSource(Source):
-    "A 🤗 `datasets.Dataset` with an image column (`image_column`; found by its `Image` feature when None)."
-    def __init__(self, ds, image_column: str | None = None, id_column: str | None = None):
-        cols = list(ds.column_names)
-        images = [k for k, f in ds.features.items() if isinstance(f, HFImage)]
-        if image_column is None:
-            if len(images) != 1:
-                raise ValueError(f"`image_column` must be given: of the dataset's columns {cols}, {len(images)} have an "
-                             f"Image feature{': ' + str(images) if images else ''}")
-            image_column = images[0]
-        if image_column not in cols: raise ValueError(f"`image_column`={image_column!r} is not one of the columns {cols}")
-        if id_column is None and "id" in cols: id_column = "id"
-        if id_column is not None and id_column not in cols:
-            raise ValueError(f"`id_column`={id_column!r} is not one of the columns {cols}")
-        extra = [k for k in cols if k not in (image_column, id_column) and k not in images]
-        if clash := [k for k in extra if k in RESERVED_COLUMNS]:
-            raise ValueError(f"the dataset's column(s) {clash} clash with the columns capgen writes {RESERVED_COLUMNS}; "
-                             f"rename them (`ds.rename_column`) or pass `id_column`")
-        if isinstance(ds.features[image_column], HFImage): ds = ds.cast_column(image_column, HFImage(decode=False))
-        self.ds = ds.select_columns([image_column] + ([id_column] if id_column else []) + extra)
-        self.image_column, self.id_column, self.extra = image_column, id_column, extra
-        self.features = {k: ds.features[k] for k in extra}
-
-    def __len__(self): return len(self.ds)
-
-    def fingerprint(self) -> dict:
-        return {"kind": "datasets", "n": len(self.ds), "fingerprint": self.ds._fingerprint,
-                "image_column": self.image_column, "id_column": self.id_column}
-
-    def read(self, start, stop):
-        rows = self.ds[start:stop]
-        ids = [str(v) for v in rows[self.id_column]] if self.id_column else [str(i) for i in range(start, stop)]
-        return ids, rows[self.image_column], {k: rows[k] for k in self.extra}
-
-    def decode(self, item, size_hint=None):
-        if isinstance(item, Image.Image): return item
-        if isinstance(item, dict):
-            if item.get("bytes") is not None: return open_image(io.BytesIO(item["bytes"]), size_hint)
-            if item.get("path"): return open_image(item["path"], size_hint)
-            raise ValueError("the image entry has neither bytes nor a path")
-        return Image.fromarray(np.asarray(item))
-
-    def __repr__(self): return f"HFSource({len(self)} rows, image_column={self.image_column!r})"
-
-# %% ../nbs/08_data.ipynb #7a3dc51c
-@dataclass
-class ShapesSource(Source):
-    "Images `0..n-1` of a split of the shapes world, with their caption and attribute columns."
-    n: int
-    split: str = "train"
-    world: ShapesWorld = ShapesWorld()
-
-    def __post_init__(self):
-        check_int("n", self.n)
-        if self.split not in SPLITS: raise ValueError(f"`split`={self.split!r} is not one of {SPLITS}")
-        self.features = {k: Value("string") for k in ["caption", *self.world.scene(0, self.split).attributes()]}
-
-    def __len__(self): return self.n
-
-    def fingerprint(self) -> dict:
-        return {"kind": "shapes", "n": self.n, "split": self.split, "world": asdict(self.world)}
-
-    def read(self, start, stop):
-        ids, scenes, cols = [], [], {k: [] for k in self.features}
-        for i in range(start, min(stop, self.n)):
-            rng = self.world.rng(i, self.split)
-            scene = random_scene(rng, self.world.n_objects)
-            ids.append(f"{self.split}/{i}")
-            scenes.append(scene)
-            for k, v in ({"caption": describe(scene, rng)} | scene.attributes()).items(): cols[k].append(v)
-        return ids, scenes, cols
-
-    def decode(self, item, size_hint=None): return render(item, self.world.size)
+__all__ = ['EMBEDDING_DTYPES', 'EMBED_FROM', 'as_source', 'module_hash', 'tokenizer_fingerprint', 'embedder_fingerprint',
+           'load_built', 'build_report', 'build_dataset', 'fingerprints', 'shapes_tokens', 'is_valid',
+           'load_embeddings', 'embedding_dls', 'TokenDL', 'token_dls', 'plot_time']
 
 # %% ../nbs/08_data.ipynb #ee09dcf6
-def _load_hub(name: str, split: str):
-    try: return datasets.load_dataset(name, split=split)
+def _load_hub(name: str, split: str, streaming: bool = False):
+    try: return datasets.load_dataset(name, split=split, streaming=streaming)
     except Exception as e:
         raise ValueError(f"`source`={name!r} is not a folder or saved dataset on this machine, and loading it as a 🤗 "
                          f"hub dataset (split={split!r}) failed: {type(e).__name__}: {e}") from e
 
 
-def as_source(source, image_column: str | None = None, id_column: str | None = None, split: str = "train") -> Source:
-    """`source` as a `Source`: a `Source` itself; a 🤗 `Dataset` or `DatasetDict` (`split` picks one); the path of a
-    dataset saved with `save_to_disk`, or of a folder of image files; or a 🤗 hub dataset name."""
+def as_source(source, image_column: str | None = None, id_column: str | None = None, split: str = "train",
+              streaming: bool = False) -> Source:
+    """`source` as a `Source`: a `Source` itself; a 🤗 `Dataset` or `DatasetDict` (`split` picks one), or an
+    `IterableDataset`; the path of a dataset saved with `save_to_disk`, or of a folder of image files; webdataset
+    tar shards (a `.tar` file, a folder of them, a glob or a brace range such as `data/{00000..00099}.tar`, or a
+    list of those); or a 🤗 hub dataset name (`streaming=True` reads it shard by shard, downloading nothing ahead)."""
     if isinstance(source, Source): return source
+    if is_shards(source): return WebDatasetSource(source)
+    if isinstance(source, datasets.IterableDataset): return HFStreamSource(source, image_column, id_column)
+    if streaming and isinstance(source, str) and not Path(source).exists():
+        return HFStreamSource(_load_hub(source, split, streaming=True), image_column, id_column)
     if isinstance(source, Path) and not source.exists(): raise ValueError(f"`source` path {source} does not exist")
     if isinstance(source, (str, Path)) and Path(source).exists():
         p = Path(source)
@@ -197,35 +73,8 @@ def as_source(source, image_column: str | None = None, id_column: str | None = N
         if split not in source: raise ValueError(f"`split`={split!r} is not one of the dataset's splits {list(source)}")
         source = source[split]
     if isinstance(source, datasets.Dataset): return HFSource(source, image_column, id_column)
-    raise TypeError(f"`source` must be a folder path, a 🤗 Dataset/DatasetDict (or its save_to_disk path, or a hub "
-                    f"name), or a capgen.data.Source such as ShapesSource; got {type(source).__name__}")
-
-# %% ../nbs/08_data.ipynb #33ca9f86
-SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-
-
-def to_rgb(im: Image.Image, background: Sequence[int] = (255, 255, 255)) -> tuple[Image.Image, str | None]:
-    "`im` as an RGB image, and the mode it was converted from (None when it was RGB already)."
-    mode = im.mode
-    if mode == "RGB" and "transparency" not in im.info: return im, None
-    if mode == "F": raise ValueError("a floating-point (mode F) image has no standard value range; convert it first")
-    if mode in SIXTEEN_BIT:
-        a = np.asarray(im).astype(np.float64)
-        if a.size and a.max() > 255: a = a / 257
-        return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8)).convert("RGB"), mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        under = Image.new("RGBA", im.size, tuple(int(c) for c in background) + (255,))
-        return Image.alpha_composite(under, im.convert("RGBA")).convert("RGB"), mode
-    return im.convert("RGB"), mode
-
-
-def fit_square(im: Image.Image, size: int) -> Image.Image:
-    "The centre square of `im`, resized to `size`×`size` (bicubic; antialiased when shrinking)."
-    w, h = im.size
-    if (w, h) == (size, size): return im
-    s = min(w, h)
-    box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
-    return im.resize((size, size), Image.Resampling.BICUBIC, box=box)
+    raise TypeError(f"`source` must be a folder path, tar shards, a 🤗 Dataset/DatasetDict/IterableDataset (or its "
+                    f"save_to_disk path, or a hub name), or a capgen.sources.Source such as ShapesSource; got {type(source).__name__}")
 
 # %% ../nbs/08_data.ipynb #9ba82ffb
 EMBEDDING_DTYPES = ("float16", "float32")
@@ -297,37 +146,55 @@ def _prepare(job: _Job, item, size: int, emb_size: int | None):
     return fit_square(im, size), fit_square(im, emb_size) if emb_size else None, how
 
 
+def _chunks(rows: Iterator[tuple[str, Any, dict]], size: int, columns) -> Iterator[tuple[list, list, dict]]:
+    "Rows `(id, item, extra)` regrouped as `read` gives them: `(ids, items, extra columns)` of at most `size` rows."
+    while chunk := list(itertools.islice(rows, size)):
+        yield [r[0] for r in chunk], [r[1] for r in chunk], {c: [r[2].get(c) for r in chunk] for c in columns}
+
+
+def _shard_rows(job: _Job, k: int) -> Iterator[tuple[list, list, dict]]:
+    "Output shard `k`'s rows in chunks: input shard `k` of a sharded source, `shard_size` rows at a time; else rows `k·shard_size…`."
+    src = job.source
+    if isinstance(src, ShardedSource): yield from _chunks(src.read_shard(k), job.shard_size, list(src.features))
+    else: yield src.read(k * job.shard_size, min(len(src), (k + 1) * job.shard_size))
+
+
 def _build_shard(job: _Job, k: int) -> dict:
     "Compute shard `k` and write it; returns its report."
-    t0 = time.perf_counter()
-    start, stop = k * job.shard_size, min(len(job.source), (k + 1) * job.shard_size)
-    ids, items, extra = job.source.read(start, stop)
     size = job.tokenizer.image_size
     emb_size = job.embedder.image_size if job.embed_from == "original" else None
-    keep, tok_images, emb_images, skipped, converted = [], [], [], [], Counter()
-    for j, (id_, item) in enumerate(zip(ids, items)):
-        try: a, b, how = _prepare(job, item, size, emb_size)
-        except Exception as e:  # the policy: any image that cannot be read is skipped, and named in the report
-            skipped.append({"id": id_, "reason": f"{type(e).__name__}: {e}"})
-            continue
-        keep.append(j)
-        tok_images.append(np.asarray(a))
-        if b is not None: emb_images.append(np.asarray(b))
-        if how: converted[how] += 1
     g, d = job.tokenizer.grid, job.features["embedding"].length
-    tokens, emb = np.zeros((0, g, g), np.int64), np.zeros((0, d), np.float32)
-    t1 = t2 = time.perf_counter()
-    if keep:
+    cols = {"id": [], "tokens": [], "embedding": []} | {c: [] for c in job.source.features}
+    n_images, skipped, converted, seconds = 0, [], Counter(), Counter()
+    t = time.perf_counter()
+    for ids, items, extra in _shard_rows(job, k):
+        n_images += len(ids)
+        keep, tok_images, emb_images = [], [], []
+        for j, (id_, item) in enumerate(zip(ids, items)):
+            try: a, b, how = _prepare(job, item, size, emb_size)
+            except Exception as e:  # the policy: any image that cannot be read is skipped, and named in the report
+                skipped.append({"id": id_, "reason": f"{type(e).__name__}: {e}"})
+                continue
+            keep.append(j)
+            tok_images.append(np.asarray(a))
+            if b is not None: emb_images.append(np.asarray(b))
+            if how: converted[how] += 1
+        seconds["decode"] += time.perf_counter() - t; t = time.perf_counter()
+        if not keep: continue
         x = np.stack(tok_images)
-        tokens = job.tokenizer.encode(x).numpy()
-        t2 = time.perf_counter()
-        emb = job.embedder.embed_images(np.stack(emb_images) if emb_images else x).cpu().numpy()
-    t3 = time.perf_counter()
-    cols = {"id": [ids[j] for j in keep], "tokens": tokens.astype(job.features["tokens"].dtype),
-            "embedding": emb.astype(job.embedding_dtype)} | {c: [v[j] for j in keep] for c, v in extra.items()}
+        cols["tokens"].append(job.tokenizer.encode(x).numpy())
+        seconds["tokenizer"] += time.perf_counter() - t; t = time.perf_counter()
+        cols["embedding"].append(job.embedder.embed_images(np.stack(emb_images) if emb_images else x).cpu().numpy())
+        seconds["embedder"] += time.perf_counter() - t; t = time.perf_counter()
+        cols["id"] += [ids[j] for j in keep]
+        for c, v in extra.items(): cols[c] += [v[j] for j in keep]
+    cols["tokens"] = np.concatenate(cols["tokens"] or [np.zeros((0, g, g), np.int64)]).astype(job.features["tokens"].dtype)
+    cols["embedding"] = np.concatenate(cols["embedding"] or [np.zeros((0, d), np.float32)]).astype(job.embedding_dtype)
     _write_arrow(_shard_path(job.out, k), cols, job.features)
-    report = {"shard": k, "images": len(ids), "rows": len(keep), "skipped": skipped, "converted": dict(converted),
-              "seconds": {"decode": t1 - t0, "tokenizer": t2 - t1, "embedder": t3 - t2, "write": time.perf_counter() - t3}}
+    seconds["write"] += time.perf_counter() - t
+    report = {"shard": k, "images": n_images, "rows": len(cols["id"]), "skipped": skipped, "converted": dict(converted),
+              "seconds": {s: seconds[s] for s in ("decode", "tokenizer", "embedder", "write")}}
+    if isinstance(job.source, ShardedSource): report["input"] = job.source.shard_name(k)
     _write_json(_shard_path(job.out, k, "json"), report)
     return report
 
@@ -440,11 +307,14 @@ def build_dataset(source, embedder, tokenizer, out_dir: str | Path, shard_size: 
                   embedding_dtype: str = "float16", embed_from: str = "tokenized",
                   background: Sequence[int] = (255, 255, 255), min_size: int = 16, image_column: str | None = None,
                   id_column: str | None = None, split: str = "train", rank: int | None = None,
-                  world_size: int | None = None, progress: bool = True):
+                  world_size: int | None = None, progress: bool = True, streaming: bool = False):
     """Tokenize and embed every image of `source` into a 🤗 dataset at `out_dir` with columns `id`, `tokens`
     `(grid, grid)`, `embedding` `(d,)` (unit) and the source's extra columns; returns it (None for a process whose
-    part is done while others' are not). Re-running continues an interrupted build. See `as_source` for `source`."""
-    src = as_source(source, image_column=image_column, id_column=id_column, split=split)
+    part is done while others' are not). Re-running continues an interrupted build. See `as_source` for `source`;
+    a sharded one (tar shards, a 🤗 streaming dataset) gives one output shard per input shard, read `shard_size`
+    rows at a time."""
+    src = as_source(source, image_column=image_column, id_column=id_column, split=split, streaming=streaming)
+    sharded = isinstance(src, ShardedSource)
     for name, v in (("shard_size", shard_size), ("num_proc", num_proc), ("min_size", min_size)):
         check_int(name, v)
     if embedding_dtype not in EMBEDDING_DTYPES:
@@ -453,11 +323,11 @@ def build_dataset(source, embedder, tokenizer, out_dir: str | Path, shard_size: 
     background = tuple(int(c) for c in background)
     if len(background) != 3 or not all(0 <= c <= 255 for c in background):
         raise ValueError(f"`background`={background!r} must be an RGB triple of integers in [0, 255]")
-    if len(src) == 0: raise ValueError(f"`source` {src!r} holds no images")
+    if (src.n_shards if sharded else len(src)) == 0: raise ValueError(f"`source` {src!r} holds no images")
     size = int(tokenizer.image_size)
     d = int(embedder.embed_images(np.zeros((1, size, size, 3), np.uint8)).shape[-1])
     features = _features(src, tokenizer, d, embedding_dtype)
-    n_shards = math.ceil(len(src) / shard_size)
+    n_shards = src.n_shards if sharded else math.ceil(len(src) / shard_size)
     manifest = {"format": 1, "source": src.fingerprint(), "tokenizer": tokenizer_fingerprint(tokenizer),
                 "embedder": embedder_fingerprint(embedder), "n_shards": n_shards, "embedding_dim": d,
                 "settings": {"shard_size": shard_size, "embedding_dtype": embedding_dtype, "embed_from": embed_from,

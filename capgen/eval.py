@@ -5,6 +5,7 @@
 # %% ../nbs/11_eval.ipynb #fe05a91f
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import replace
@@ -25,9 +26,10 @@ from .transformer import generate
 from .transformer_training import default_configs
 
 # %% auto #0
-__all__ = ['METHODS', 'eval_prompts', 'adherence', 'diversity', 'clip_score', 'MetricUnavailable', 'EmbedderFeatures', 'frechet',
-           'cap_transformer_configs', 'oracle_scenes', 'oracle_images', 'method_images', 'summarize', 'compare',
-           'sweep', 'plot_sweep']
+__all__ = ['METHODS', 'PROMPT_SUFFIXES', 'QUALITY_LABELS', 'eval_prompts', 'adherence', 'diversity', 'clip_score',
+           'MetricUnavailable', 'EmbedderFeatures', 'frechet', 'cap_transformer_configs', 'oracle_scenes',
+           'oracle_images', 'method_images', 'summarize', 'compare', 'sweep', 'plot_sweep', 'read_prompts',
+           'read_classes', 'quality', 'plot_quality']
 
 # %% ../nbs/11_eval.ipynb #daeba65b
 def eval_prompts(n: int = 96, seed: int = 0, attributes=OBJECT_ATTRIBUTES) -> tuple[list[str], list[dict]]:
@@ -249,3 +251,118 @@ def plot_sweep(df, title: str | None = None):
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/11_eval.ipynb #7a1b2036
+PROMPT_SUFFIXES = (".txt", ".jsonl", ".csv")
+
+
+def read_prompts(path) -> tuple[list[str], list[int] | None]:
+    """The prompts of a file, and their labels (None when it has none): `.txt`, one prompt a line (blank lines
+    skipped); `.jsonl`, one object a line with a `prompt` and optionally an integer `label`; `.csv` with a `prompt`
+    column and optionally a `label` column. Labels are all given or none."""
+    path = Path(path)
+    if path.suffix.lower() not in PROMPT_SUFFIXES:
+        raise ValueError(f"prompts file {path}: the name must end in one of {PROMPT_SUFFIXES}")
+    if not path.is_file(): raise ValueError(f"prompts file {path} does not exist")
+    if path.suffix.lower() == ".txt":
+        rows = [{"prompt": l.strip()} for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+    elif path.suffix.lower() == ".jsonl":
+        rows = []
+        for i, l in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not l.strip(): continue
+            try: r = json.loads(l)
+            except json.JSONDecodeError as e: raise ValueError(f"prompts file {path}, line {i}: not JSON ({e.msg})") from None
+            if not isinstance(r, dict): raise ValueError(f"prompts file {path}, line {i}: not an object with a 'prompt'")
+            rows.append(r)
+    else: rows = pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
+    if not rows: raise ValueError(f"prompts file {path} holds no prompts")
+    for i, r in enumerate(rows, 1):
+        if not isinstance(r.get("prompt"), str) or not r["prompt"].strip():
+            raise ValueError(f"prompts file {path}, prompt {i}: no 'prompt' text (it has {sorted(r)})")
+    has = ["label" in r and r["label"] not in ("", None) for r in rows]
+    if not any(has): return [r["prompt"].strip() for r in rows], None
+    if not all(has): raise ValueError(f"prompts file {path}: prompt {has.index(False) + 1} has no label; give every prompt one, or none")
+    labels = []
+    for i, r in enumerate(rows, 1):
+        try: v = float(r["label"])
+        except (TypeError, ValueError): v = math.nan
+        if not v.is_integer() or v < 0: raise ValueError(f"prompts file {path}, prompt {i}: `label` {r['label']!r} is not a class number (0, 1, …)")
+        labels.append(int(v))
+    return [r["prompt"].strip() for r in rows], labels
+
+
+@torch.no_grad()
+def read_classes(classifier: nn.Module, images, batch_size: int = 500) -> np.ndarray:
+    "The class (argmax of the logits) that `classifier`, a module taking uint8 images `(b, h, w, 3)`, reads in each of `images`."
+    x = torch.as_tensor(np.ascontiguousarray(images))
+    device = next(iter(classifier.parameters()), torch.empty(0)).device
+    classifier.eval()
+    return torch.cat([classifier(x[i:i + batch_size].to(device)).argmax(-1).cpu() for i in range(0, len(x), batch_size)]).numpy()
+
+
+def _feature_space(pipe, features):
+    "What `frechet` measures in: 'clip' (the pipeline's CLIP), 'inception', or a model with `embed_images` and `dim`."
+    if isinstance(features, str):
+        if features == "clip": return pipe.embedder
+        if features == "inception": return "inception"
+        raise ValueError(f"`features`={features!r} must be 'clip', 'inception', or a model with `embed_images` and `dim`")
+    if not (hasattr(features, "embed_images") and hasattr(features, "dim")):
+        raise ValueError(f"`features` must be 'clip', 'inception', or a model with `embed_images` and `dim`; got {type(features).__name__}")
+    return features
+
+
+def quality(pipe: TextToImage, prompts: list[str], sizes=(0.1, 0.2, 0.3, 0.5, 0.7, 1.0), n: int = 8, real=None,
+            labels=None, classifier: nn.Module | None = None, features="clip", cfg_scale: float = 3.0, seed: int = 0,
+            progress: bool = True) -> pd.DataFrame:
+    """How any pipeline does on any data, by cap size: `n` images for each of `prompts` at each size in `sizes`, and
+    their CLIP score, diversity (`diversity`) and in-cap rate; with `real`, held-out real images uint8 `(k, H, W, 3)` at
+    the pipeline's image size, the FID and KID of all the size's images against them, in the space of `features`
+    (see `_feature_space`); with a `classifier` and `labels` (a class for each prompt), `accuracy`, the fraction of
+    images it reads as their prompt's class. A DataFrame indexed by `d_max`."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
+        raise ValueError(f"`prompts` must be non-empty captions, got {prompts!r}")
+    check_int("n", n, 2)
+    lo, hi = pipe.size_range
+    sizes = [float(s) for s in sizes]
+    if not sizes or any(not lo <= s <= hi for s in sizes): raise ValueError(f"`sizes` {sizes} must lie in the flow's range [{lo:g}, {hi:g}]")
+    if (classifier is None) != (labels is None): raise ValueError("give `classifier` and `labels` together, or neither")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (len(prompts),): raise ValueError(f"`labels` must hold one class for each of the {len(prompts)} prompts, got shape {labels.shape}")
+    space = _feature_space(pipe, features) if real is not None else None
+    if real is not None:
+        real = np.asarray(real)
+        s = pipe.tokenizer.image_size
+        if real.dtype != np.uint8 or real.ndim != 4 or real.shape[1:] != (s, s, 3):
+            raise ValueError(f"`real` must be uint8 (k, {s}, {s}, 3), the pipeline's image size; got {real.dtype} {real.shape}")
+    rows = {}
+    for d in progress_bar(sizes, display=progress, leave=False):
+        g = pipe.generate(prompts, d_max=d, n=n, cfg_scale=cfg_scale, seed=seed)
+        r = {"clip_score": clip_score(g.image_embeddings, g.centers), "diversity": diversity(g.image_embeddings),
+             "in_cap": float(g.in_cap.float().mean())}
+        flat = g.images.reshape(-1, *g.images.shape[2:])
+        if classifier is not None: r["accuracy"] = float((read_classes(classifier, flat).reshape(len(prompts), n) == labels[:, None]).mean())
+        if real is not None: r |= frechet(real, flat, space)
+        rows[d] = r
+    return pd.DataFrame(rows).T.rename_axis("d_max")
+
+
+QUALITY_LABELS = {"accuracy": "classifier reads the prompt's class", "clip_score": "CLIP score", "diversity": "diversity",
+                  "in_cap": "images' embeddings in the cap", "fid": "FID (lower is better)", "kid": "KID (lower is better)"}
+
+
+def plot_quality(df, title: str | None = None):
+    "One panel per measure of a `quality` table against cap size."
+    import matplotlib.pyplot as plt
+    cols = [c for c in QUALITY_LABELS if c in df.columns]
+    fig, axs = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.0), squeeze=False)
+    for ax, c in zip(axs[0], cols):
+        ax.plot(df.index, df[c], "o-")
+        if c == "kid" and "kid_std" in df: ax.fill_between(df.index, df[c] - df["kid_std"], df[c] + df["kid_std"], alpha=0.2)
+        ax.set_title(QUALITY_LABELS[c], fontsize=9); ax.set_xlabel("cap size d_max"); ax.grid(alpha=0.3)
+        if c in ("accuracy", "in_cap"): ax.set_ylim(-0.03, 1.03)
+    if title: fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+

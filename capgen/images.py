@@ -8,14 +8,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
+from fastai.distributed import DistributedDL
+from fastai.torch_core import num_distrib, rank_distrib, to_detach
 from fastprogress.fastprogress import progress_bar
 from datasets import Sequence as HFSequence, Value, List
 
@@ -25,11 +28,14 @@ from .distributed import micro_batch_size
 from .clip import ClipConfig, Embedder, fit_clip
 from .tokenizer import FSQTokenizer, TokenizerConfig, evaluate_tokenizer, image_dls, train_tokenizer
 from .shapes import ShapesWorld
-from .data import FolderSource, HFSource, ShapesSource, Source, as_source, fit_square, open_image, to_rgb
+from .sources import FolderSource, HFSource, ShapesSource, ShardedSource, Source, fit_square, open_image, to_rgb
+from .shards import WebDatasetSource, is_shards
+from .data import as_source
 
 # %% auto #0
 __all__ = ['CAPTION_SUFFIX', 'LIST_SUFFIXES', 'FILE_KEYS', 'TEXT_KEYS', 'read_caption_file', 'FileListSource', 'image_source',
-           'captioned', 'read_images', 'split_indices', 'ImageData', 'load_image_data', 'train_image_tokenizer',
+           'caption_column', 'captioned', 'square_image', 'read_images', 'split_indices', 'caption_lines', 'first_rows',
+           'ShardStream', 'ImageData', 'load_image_data', 'streams', 'stream_image_data', 'train_image_tokenizer',
            'tokenize_captions', 'caption_dls', 'clip_retrieval', 'train_clip']
 
 # %% ../nbs/08b_images.ipynb #5c7e75af
@@ -111,21 +117,34 @@ def _is_text_feature(f) -> bool:
     return isinstance(f, (List, HFSequence)) and isinstance(inner, Value) and inner.dtype in ("string", "large_string")
 
 # %% ../nbs/08b_images.ipynb #d3107603
-def image_source(source, image_column: str | None = None, split: str = "train", size: int = 64) -> Source:
+def image_source(source, image_column: str | None = None, split: str = "train", size: int = 64,
+                 streaming: bool = False) -> Source:
     """What `source` names, as a `capgen.data.Source` of images: `shapes:N` (the first N renders of the shapes world's
     `split` at `size` pixels), a JSONL/CSV list of image files, or anything `capgen.data.as_source` takes (a folder
-    of images, read recursively; a 🤗 dataset, saved or on the hub; a `Source`)."""
+    of images, read recursively; webdataset tar shards; a 🤗 dataset, saved or on the hub, `streaming` or not; a
+    `Source`)."""
     if isinstance(source, str) and source.startswith("shapes:"):
         try: n = int(source.split(":", 1)[1])
         except ValueError: raise ValueError(f"`source`={source!r}: write shapes:N with N a number of renders") from None
         return ShapesSource(check_int("N of shapes:N", n), split, ShapesWorld(size))
     if isinstance(source, (str, Path)) and Path(source).suffix.lower() in LIST_SUFFIXES and Path(source).is_file():
         return captioned(source, image_column=image_column)[0]
-    return as_source(source, image_column=image_column, split=split)
+    return as_source(source, image_column=image_column, split=split, streaming=streaming)
+
+
+def caption_column(src: ShardedSource, text_column: str | None = None) -> str:
+    "The column of a sharded source's rows that holds the captions: `caption` of tar shards, `text_column` (or one of `TEXT_KEYS`) of a 🤗 dataset."
+    if isinstance(src, WebDatasetSource):
+        if "caption" not in src.features:
+            raise ValueError(f"the shards of {src!r} hold no captions: its first sample has no key.txt (nor a caption in key.json)")
+        return "caption"
+    tk = _pick(set(src.features), text_column, TEXT_KEYS, "text_column", "the dataset")
+    if not _is_text_feature(src.features[tk]): raise ValueError(f"`text_column`={tk!r} is not text: its feature is {src.features[tk]}")
+    return tk
 
 
 def captioned(source, text_column: str | None = None, image_column: str | None = None,
-              split: str = "train", size: int = 64) -> tuple[Source, list[list[str]]]:
+              split: str = "train", size: int = 64, streaming: bool = False) -> tuple[Source, list[list[str]]]:
     """Images and their captions (a list of one or more per image) from: a folder where each image `name.png` has
     its captions in `name.txt` beside it (one a line); a JSONL or CSV list with an image-file column (`image_column`,
     else one of `FILE_KEYS`, relative to the list's folder) and a caption column (`text_column`, else one of
@@ -140,7 +159,10 @@ def captioned(source, text_column: str | None = None, image_column: str | None =
         tk = _pick(keys, text_column, TEXT_KEYS, "text_column", path)
         caps = [_as_captions(r.get(tk), f"{path}, row {i} ({tk})") for i, r in enumerate(rows, 1)]
         return FileListSource(path.parent, [str(r.get(fk) or "") for r in rows]), caps
-    src = image_source(source, image_column=image_column, split=split, size=size)
+    src = image_source(source, image_column=image_column, split=split, size=size, streaming=streaming)
+    if isinstance(src, ShardedSource):   # a pass over every shard, keeping only the captions
+        col = caption_column(src, text_column)
+        return src, [caption_lines(extra.get(col), f"{src.shard_name(0)}…: sample {id_}") for id_, _, extra in src.rows()]
     if isinstance(src, FolderSource):
         return src, [read_caption_file((src.root / f).with_suffix(CAPTION_SUFFIX)) for f in src.files]
     if isinstance(src, ShapesSource):
@@ -153,6 +175,13 @@ def captioned(source, text_column: str | None = None, image_column: str | None =
     raise ValueError(f"`source` {src!r} has no captions capgen can read")
 
 # %% ../nbs/08b_images.ipynb #f4945b8f
+def square_image(src: Source, item, size: int, background=(255, 255, 255), min_size: int = 8) -> np.ndarray:
+    "One item of `src` as uint8 `(size, size, 3)`: RGB, centre square, as `build_dataset` makes it; a bad image raises."
+    im = src.decode(item, size)
+    if min(im.size) < min_size: raise ValueError(f"the image is {im.size[0]}×{im.size[1]}, its shorter side below `min_size`={min_size}")
+    return np.asarray(fit_square(to_rgb(im, background)[0], size))
+
+
 def read_images(source: Source, size: int, indices: Sequence[int] | None = None, background=(255, 255, 255),
                 min_size: int = 8, progress: bool = True) -> tuple[np.ndarray, list[int], list[dict]]:
     """Images `indices` (default: all) of `source` as uint8 `(n, size, size, 3)`: converted to RGB (transparency over
@@ -165,9 +194,7 @@ def read_images(source: Source, size: int, indices: Sequence[int] | None = None,
     for i in (progress_bar(idx, leave=False) if progress and len(idx) > 256 else idx):
         ids, items, _ = source.read(i, i + 1)
         try:
-            im = source.decode(items[0], size)
-            if min(im.size) < min_size: raise ValueError(f"the image is {im.size[0]}×{im.size[1]}, its shorter side below `min_size`={min_size}")
-            out[len(kept)] = np.asarray(fit_square(to_rgb(im, background)[0], size))
+            out[len(kept)] = square_image(source, items[0], size, background, min_size)
             kept.append(i)
         except Exception as e:  # the policy: any image that cannot be read is skipped, and named
             skipped.append({"index": i, "id": ids[0], "reason": f"{type(e).__name__}: {e}"})
@@ -183,6 +210,123 @@ def split_indices(n: int, n_valid: int, seed: int = 0, limit: int | None = None)
     train = perm[n_valid:] if limit is None else perm[n_valid:n_valid + check_int("limit", limit)]
     return np.sort(train), np.sort(perm[:n_valid])
 
+# %% ../nbs/08b_images.ipynb #ae1a7918
+def caption_lines(value, where: str) -> list[str]:
+    "A caption cell (text, one caption a line, or a list of texts) as a list of captions; none is an error naming `where`."
+    caps = value.splitlines() if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else []
+    caps = [c.strip() for c in caps if isinstance(c, str) and c.strip()]
+    if not caps: raise ValueError(f"{where} has no caption (a key.txt member, or the caption column): a CLIP trains on "
+                                  "captioned images only")
+    return caps
+
+
+def first_rows(src: ShardedSource, n: int, size: int, caption_column: str | None = None, skip: dict | None = None,
+               background=(255, 255, 255), min_size: int = 8) -> dict:
+    """The first `n` rows of `src` in shard order (after the first `skip[k]` of shard `k`), read as `square_image`s:
+    `images` uint8 `(m, size, size, 3)` of the readable ones, their `captions` (when `caption_column`), the
+    `skipped` ones, and `used`: how many rows of each shard were taken, counting `skip` (`{shard: rows}`)."""
+    images, captions, skipped, used, taken = [], [], [], dict(skip or {}), 0
+    for k in range(src.n_shards):
+        if taken == n: break
+        for j, (id_, item, extra) in enumerate(src.read_shard(k)):
+            if j < used.get(k, 0): continue
+            used[k] = j + 1
+            taken += 1
+            try: images.append(square_image(src, item, size, background, min_size))
+            except Exception as e: skipped.append({"id": id_, "reason": f"{type(e).__name__}: {e}"})  # the policy
+            else:
+                if caption_column: captions.append(caption_lines(extra.get(caption_column), f"{src.shard_name(k)}: sample {id_}"))
+            if taken == n: break
+    return {"images": np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8), "captions": captions,
+            "skipped": skipped, "used": used}
+class ShardStream(DistributedDL):
+    """A fastai `DataLoader` of training batches streamed from a `ShardedSource`. Each epoch walks this process's
+    shards in a shuffled order (drawn from the loader's seeded `rng`, so a resumed run replays it) through a
+    shuffle buffer of `buffer` images, and gives exactly `len(self)` = `n // (bs · processes)` batches
+    `batch(images uint8 (bs, size, size, 3), captions)`; should unreadable images cut a pass short, it tops up from
+    the start of its shards. It reads one shard at a time and holds at most `buffer + bs` images. Rows `skip[k]`
+    first of shard `k` are left out (the held-out ones). Under several processes, process `r` reads shards
+    `r, r + w, …` of each epoch's order (all of them, keeping every `w`-th row, when there are fewer shards than
+    processes): it is a `DistributedDL` so that capgen's `DataParallel` leaves it as it is."""
+    n_inp = 1
+
+    def __init__(self, source: ShardedSource, size: int, bs: int, n: int, batch: Callable, caption_column: str | None = None,
+                 skip: dict | None = None, buffer: int = 1000, background=(255, 255, 255), min_size: int = 8,
+                 rank: int | None = None, world_size: int | None = None, device=None):
+        DataLoader.__init__(self, bs=bs, drop_last=True, n=n, device=device)
+        self.source, self.size, self.batch, self.caption_column = source, size, batch, caption_column
+        self.skip, self.background, self.min_size = dict(skip or {}), background, min_size
+        self.rank = rank_distrib() if rank is None else rank
+        self.world_size = max(num_distrib(), 1) if world_size is None else world_size
+        if len(self) == 0:
+            raise ValueError(f"{n} training images are fewer than one batch of {bs}"
+                             f"{f' on each of {self.world_size} processes' if self.world_size > 1 else ''}: "
+                             "lower `batch_size` or add images")
+        self.buffer = min(check_int("buffer", buffer), n // self.world_size)
+        self.bad_images, self.peak_rows = {}, 0
+
+    def __len__(self): return self.n // (self.bs * self.world_size)
+    def get_idxs(self): return []
+    def randomize(self): self.rng = random.Random(self.rng.randint(0, 2 ** 32 - 1))
+    def before_iter(self): pass
+    def after_batch(self, b): return b
+    def after_iter(self): pass
+    def to(self, device): self.device = device
+    def to_detach(self, b, cpu=True, gather=True): return to_detach(b, cpu, gather)
+
+    def shards(self, rng: random.Random) -> tuple[list[int], int]:
+        "This process's shards in this epoch's order, and which rows it keeps (every 1st, or every `w`-th)."
+        order = list(range(self.source.n_shards))
+        rng.shuffle(order)
+        if len(order) >= self.world_size: return order[self.rank::self.world_size], 1
+        return order, self.world_size
+
+    def _pass(self, shards: list[int], every: int) -> Iterator[tuple[np.ndarray, Any]]:
+        for k in shards:
+            for j, (id_, item, extra) in enumerate(self.source.read_shard(k)):
+                if j < self.skip.get(k, 0) or j % every != (self.rank if every > 1 else 0): continue
+                try: x = square_image(self.source, item, self.size, self.background, self.min_size)
+                except Exception as e:  # the policy: skipped, and named
+                    self.bad_images.setdefault(id_, f"{type(e).__name__}: {e}")
+                    continue
+                caps = caption_lines(extra.get(self.caption_column), f"{self.source.shard_name(k)}: sample {id_}") \
+                       if self.caption_column else None
+                yield x, caps
+
+    def _shuffled(self, rng: random.Random) -> Iterator[tuple[np.ndarray, Any]]:
+        shards, every = self.shards(rng)
+        while True:
+            self._buf, got = [], 0
+            for row in self._pass(shards, every):
+                got += 1
+                if len(self._buf) < self.buffer: self._buf.append(row); continue
+                j = rng.randrange(len(self._buf))
+                row, self._buf[j] = self._buf[j], row
+                yield row
+            if not got:
+                raise ValueError(f"process {self.rank} found no readable training image in its shards "
+                                 f"{[self.source.shard_name(k) for k in shards][:5]}; e.g. {next(iter(self.bad_images.values()), '-')}")
+            rng.shuffle(self._buf)
+            while self._buf: yield self._buf.pop()
+
+    def create_batches(self, samps):
+        rng, rows, left = random.Random(self.rng.randint(0, 2 ** 32 - 1)), [], len(self)
+        stream = self._shuffled(rng)
+        try:
+            for row in stream:
+                rows.append(row)
+                self.peak_rows = max(self.peak_rows, len(self._buf) + len(rows))
+                if len(rows) < self.bs: continue
+                yield self.batch(np.stack([r[0] for r in rows]), [r[1] for r in rows])
+                rows, left = [], left - 1
+                if left == 0: return
+        finally: stream.close()
+
+    @property
+    def unreadable(self) -> list[dict]:
+        "The images the stream could not read so far, `{'id', 'reason'}`."
+        return [{"id": k, "reason": v} for k, v in self.bad_images.items()]
+
 # %% ../nbs/08b_images.ipynb #ce1c6368
 @dataclass(frozen=True)
 class ImageData:
@@ -195,21 +339,35 @@ class ImageData:
     n_valid: int = 256
     limit: int | None = None
     seed: int = 0
+    streaming: bool = False            # a 🤗 hub dataset read shard by shard (tar shards always are)
+    shuffle_buffer: int = 1000         # sharded sources: images a stream shuffles among
 
     def __post_init__(self):
         if not (isinstance(self.source, str) and self.source.strip()): raise ValueError(f"`source` must name the images, got {self.source!r}")
         check_int("n_valid", self.n_valid)
         if self.limit is not None: check_int("limit", self.limit)
         check_int("seed", self.seed, None)
+        check_int("shuffle_buffer", self.shuffle_buffer)
+        if not isinstance(self.streaming, bool): raise ValueError(f"`streaming` must be true or false, got {self.streaming!r}")
 
     def to_dict(self) -> dict: return asdict(self)
 
 
 def load_image_data(data: ImageData, size: int, captions: bool = False, progress: bool = True) -> dict:
     """`data` read at `size` pixels: `train` and `valid` uint8 images, their `train_captions`/`valid_captions` when
-    `captions`, the source and what was `skipped`."""
+    `captions`, the source and what was `skipped`. A sharded source's first `n_valid` rows are the held-out ones,
+    the `limit` (default: all) after them the training ones."""
+    src = image_source(data.source, data.image_column, data.split, size, data.streaming)
+    if isinstance(src, ShardedSource):
+        col = caption_column(src, data.text_column) if captions else None
+        va = first_rows(src, data.n_valid, size, col)
+        tr = first_rows(src, data.limit or len(src), size, col, skip=va["used"])
+        out = {"source": src, "train": tr["images"], "valid": va["images"], "skipped": va["skipped"] + tr["skipped"]}
+        if not len(out["valid"]): raise ValueError(f"none of the {data.n_valid} held-out images of {src!r} could be read")
+        if captions: out["train_captions"], out["valid_captions"] = tr["captions"], va["captions"]
+        return out
     src, caps = captioned(data.source, data.text_column, data.image_column, data.split, size) if captions else \
-                (image_source(data.source, data.image_column, data.split, size), None)
+                (src, None)
     train_idx, valid_idx = split_indices(len(src), data.n_valid, data.seed, data.limit)
     order = np.concatenate([train_idx, valid_idx])
     images, kept, skipped = read_images(src, size, order, progress=progress)
@@ -221,6 +379,29 @@ def load_image_data(data: ImageData, size: int, captions: bool = False, progress
         out["valid_captions"] = [caps[i] for i, v in zip(kept, is_valid) if v]
     return out
 
+
+def streams(data: ImageData) -> bool:
+    "Whether `data` is read shard by shard in training (tar shards, or a 🤗 dataset with `streaming`) rather than loaded."
+    return data.streaming or is_shards(data.source)
+
+
+def stream_image_data(data: ImageData, size: int, bs: int, batch, captions: bool = False, device=None) -> dict:
+    """A sharded source's images as `data` names them, without loading them: `valid` (uint8, its first `n_valid`
+    rows, held in memory, with `valid_captions` when `captions`) and `train`, a `ShardStream` over the rest giving
+    `batch(images, captions)` batches of `bs`; an epoch is the rest (or `limit`) of the images once. Also `n_train`,
+    the `source` and what was `skipped` of the held-out rows (the stream's own in `train.unreadable`)."""
+    src = image_source(data.source, data.image_column, data.split, size, data.streaming)
+    if not isinstance(src, ShardedSource): raise ValueError(f"`source` {src!r} is not sharded: use load_image_data")
+    col = caption_column(src, data.text_column) if captions else None
+    va = first_rows(src, data.n_valid, size, col)
+    if not len(va["images"]): raise ValueError(f"none of the {data.n_valid} held-out images of {src!r} could be read")
+    n_train = len(src) - sum(va["used"].values())
+    if data.limit is not None: n_train = min(n_train, data.limit)
+    train = ShardStream(src, size, bs, n_train, batch, col, skip=va["used"], buffer=data.shuffle_buffer, device=device)
+    out = {"source": src, "train": train, "valid": va["images"], "n_train": n_train, "skipped": va["skipped"]}
+    if captions: out["valid_captions"] = va["captions"]
+    return out
+
 # %% ../nbs/08b_images.ipynb #ee681921
 def train_image_tokenizer(data: ImageData, cfg: TokenizerConfig = TokenizerConfig(), train_cfg: TrainConfig | None = None,
                           resume=None, device=None, progress: bool = True, log=print) -> tuple[FSQTokenizer, dict]:
@@ -228,13 +409,27 @@ def train_image_tokenizer(data: ImageData, cfg: TokenizerConfig = TokenizerConfi
     and a report measured on the held-out images: PSNR, code usage, throughput, and the images skipped."""
     from capgen.tokenizer import default_train_config
     train_cfg = train_cfg or default_train_config()
-    d = load_image_data(data, cfg.image_size, progress=progress)
-    log(f"training the tokenizer on {len(d['train']):,} images of {d['source']!r} ({len(d['valid'])} held out, "
+    bs = micro_batch_size(train_cfg)
+    if streams(data):
+        d = stream_image_data(data, cfg.image_size, bs, _image_pairs, device=device)
+        valid = torch.from_numpy(d["valid"]).permute(0, 3, 1, 2).contiguous()
+        dls = DataLoaders(d["train"], DataLoader(list(zip(valid, valid)), bs=256), device=pick_device(device))
+    else:
+        d = load_image_data(data, cfg.image_size, progress=progress)
+        d["n_train"] = len(d["train"])
+        dls = image_dls(d["train"], d["valid"], bs, device)
+    log(f"training the tokenizer on {d['n_train']:,} images of {d['source']!r} ({len(d['valid'])} held out, "
         f"{len(d['skipped'])} unreadable skipped) for {train_cfg.epochs} epochs …")
-    dls = image_dls(d["train"], d["valid"], micro_batch_size(train_cfg), device)
     tok = train_tokenizer(cfg, train_cfg=train_cfg, resume=resume, dls=dls)
-    report = evaluate_tokenizer(tok, images=d["valid"]) | {"n_train": len(d["train"]), "skipped": d["skipped"]}
+    skipped = d["skipped"] + (d["train"].unreadable if isinstance(d["train"], ShardStream) else [])
+    report = evaluate_tokenizer(tok, images=d["valid"]) | {"n_train": d["n_train"], "skipped": skipped}
     return tok, report
+
+
+def _image_pairs(images: np.ndarray, captions) -> tuple:
+    "A streamed autoencoder batch: uint8 `(bs, 3, H, W)` twice, input and target."
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    return x, x
 
 # %% ../nbs/08b_images.ipynb #bdcb8339
 def tokenize_captions(captions: list[list[str]], tokenizer, k: int | None = None) -> torch.Tensor:
@@ -280,12 +475,20 @@ def train_clip(data: ImageData, init: ClipConfig | Embedder = ClipConfig(), trai
         torch.manual_seed(train_cfg.seed)
         init = Embedder.from_config(init, device=device)
     elif not isinstance(init, Embedder): raise TypeError(f"`init` must be a ClipConfig or an Embedder, got {type(init).__name__}")
-    d = load_image_data(data, init.image_size, captions=True, progress=progress)
-    log(f"training the CLIP on {len(d['train']):,} captioned images of {d['source']!r} ({len(d['valid'])} held out, "
+    bs, device = micro_batch_size(train_cfg), device or init.device
+    if streams(data):
+        batch = lambda images, caps: (torch.from_numpy(images), tokenize_captions(caps, init.tokenizer))
+        d = stream_image_data(data, init.image_size, bs, batch, captions=True, device=device)
+        valid = list(zip(torch.from_numpy(d["valid"]), tokenize_captions([c[:1] for c in d["valid_captions"]], init.tokenizer)))
+        dls = DataLoaders(d["train"], DataLoader(valid, bs=bs), device=pick_device(device))
+    else:
+        d = load_image_data(data, init.image_size, captions=True, progress=progress)
+        d["n_train"] = len(d["train"])
+        dls = caption_dls(d["train"], d["train_captions"], d["valid"], d["valid_captions"], init.tokenizer, bs, device)
+    log(f"training the CLIP on {d['n_train']:,} captioned images of {d['source']!r} ({len(d['valid'])} held out, "
         f"{len(d['skipped'])} unreadable skipped) for {train_cfg.epochs} epochs …")
-    dls = caption_dls(d["train"], d["train_captions"], d["valid"], d["valid_captions"], init.tokenizer,
-                      micro_batch_size(train_cfg), device or init.device)
     emb = fit_clip(init, dls, train_cfg, progress=progress, resume=resume)
     emb.source["trained"] = {"data": data.to_dict()} | emb.source["trained"]
-    report = clip_retrieval(emb, d["valid"], d["valid_captions"]) | {"n_train": len(d["train"]), "skipped": d["skipped"]}
+    skipped = d["skipped"] + (d["train"].unreadable if isinstance(d["train"], ShardStream) else [])
+    report = clip_retrieval(emb, d["valid"], d["valid_captions"]) | {"n_train": d["n_train"], "skipped": skipped}
     return emb, report

@@ -17,7 +17,7 @@ import run_nbs
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
-MIN_FIGURES = {"00_sphere": 1, "01_caps": 2, "02_training": 4, "02a_vmf": 1, "03_flow": 3, "04_field": 4, "05_shapes": 4, "06_clip": 1, "07_tokenizer": 2, "08_data": 1, "09a_transformer_training": 3, "10_pipeline": 2, "11_eval": 4, "11a_demo": 4, "12_cli": 2, "08b_images": 1, "13_digits": 6}   # pages whose prose refers to pictures
+MIN_FIGURES = {"00_sphere": 1, "01_caps": 2, "02_training": 4, "02a_vmf": 1, "03_flow": 3, "04_field": 4, "05_shapes": 4, "06_clip": 1, "07_tokenizer": 2, "08_data": 1, "09a_transformer_training": 3, "10_pipeline": 2, "11_eval": 4, "11a_demo": 4, "12_cli": 2, "08b_images": 1, "11c_digits": 6}   # pages whose prose refers to pictures
 
 
 def image_outputs(nb) -> int:

@@ -83,7 +83,8 @@ def test_main_job_runs_as_the_readme_says(tmp_path):
     job = readme_job()
     a = _parser().parse_args(job.split()[1:])
     assert (a.command, a.tier, a.fast, a.full) == ("demo", "demo", False, False)
-    assert a.prompts == list(DEMO_PROMPTS) and a.sizes == list(DEMO_SIZES) and a.out == "capgen-demo"
+    # the shapes world, its prompts and cap sizes, into capgen-demo (defaults the command fills in, as they differ by world)
+    assert (a.world, a.prompts, a.sizes, a.out) == ("shapes", None, None, None)
     out, m = run_job(job + " --fast", tmp_path, timeout=1200)
     assert m["tier"] == "fast"
 
