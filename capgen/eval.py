@@ -5,7 +5,6 @@
 # %% ../nbs/11_eval.ipynb #fe05a91f
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import replace
@@ -20,6 +19,7 @@ from fastprogress.fastprogress import progress_bar
 
 from .caps import Cap
 from .core import check_int
+from .images import read_rows
 from .pipeline import Generation, TextToImage, best_of, prompt_centers
 from .shapes import ATTRIBUTES, OBJECT_ATTRIBUTES, RADIUS, READ, Scene, prompt, random_scene, read_attributes, render, ShapesWorld
 from .transformer import generate
@@ -266,15 +266,9 @@ def read_prompts(path) -> tuple[list[str], list[int] | None]:
     if not path.is_file(): raise ValueError(f"prompts file {path} does not exist")
     if path.suffix.lower() == ".txt":
         rows = [{"prompt": l.strip()} for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
-    elif path.suffix.lower() == ".jsonl":
-        rows = []
-        for i, l in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not l.strip(): continue
-            try: r = json.loads(l)
-            except json.JSONDecodeError as e: raise ValueError(f"prompts file {path}, line {i}: not JSON ({e.msg})") from None
-            if not isinstance(r, dict): raise ValueError(f"prompts file {path}, line {i}: not an object with a 'prompt'")
-            rows.append(r)
-    else: rows = pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
+    else:
+        try: rows = read_rows(path)
+        except ValueError as e: raise ValueError(f"prompts file {e}") from None
     if not rows: raise ValueError(f"prompts file {path} holds no prompts")
     for i, r in enumerate(rows, 1):
         if not isinstance(r.get("prompt"), str) or not r["prompt"].strip():

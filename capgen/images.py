@@ -33,10 +33,10 @@ from .shards import WebDatasetSource, is_shards
 from .data import as_source
 
 # %% auto #0
-__all__ = ['CAPTION_SUFFIX', 'LIST_SUFFIXES', 'FILE_KEYS', 'TEXT_KEYS', 'read_caption_file', 'FileListSource', 'image_source',
-           'caption_column', 'captioned', 'square_image', 'read_images', 'split_indices', 'caption_lines', 'first_rows',
-           'ShardStream', 'ImageData', 'load_image_data', 'streams', 'stream_image_data', 'train_image_tokenizer',
-           'tokenize_captions', 'caption_dls', 'clip_retrieval', 'train_clip']
+__all__ = ['CAPTION_SUFFIX', 'LIST_SUFFIXES', 'FILE_KEYS', 'TEXT_KEYS', 'read_caption_file', 'FileListSource', 'read_rows',
+           'image_source', 'caption_column', 'captioned', 'square_image', 'read_images', 'split_indices',
+           'caption_lines', 'first_rows', 'ShardStream', 'ImageData', 'load_image_data', 'streams', 'stream_image_data',
+           'train_image_tokenizer', 'tokenize_captions', 'caption_dls', 'clip_retrieval', 'train_clip']
 
 # %% ../nbs/08b_images.ipynb #5c7e75af
 CAPTION_SUFFIX = ".txt"
@@ -80,8 +80,9 @@ class FileListSource(Source):
     def __repr__(self): return f"FileListSource({str(self.root)!r}, {len(self)} images)"
 
 # %% ../nbs/08b_images.ipynb #69a47da5
-def _list_rows(path: Path) -> list[dict]:
-    if path.suffix == ".jsonl":
+def read_rows(path: Path) -> list[dict]:
+    "The rows of a JSONL file (one JSON object a line; blank lines skipped) or a CSV file with a header, as dicts."
+    if path.suffix.lower() == ".jsonl":
         rows = []
         for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip(): continue
@@ -152,7 +153,7 @@ def captioned(source, text_column: str | None = None, image_column: str | None =
     if isinstance(source, (str, Path)) and Path(source).suffix.lower() in LIST_SUFFIXES:
         path = Path(source)
         if not path.is_file(): raise ValueError(f"`source` {path} does not exist")
-        rows = _list_rows(path)
+        rows = read_rows(path)
         if not rows: raise ValueError(f"{path} lists no images")
         keys = set().union(*rows)
         fk = _pick(keys, image_column, FILE_KEYS, "image_column", path)

@@ -23,7 +23,7 @@ from datasets import Image as HFImage, Value
 import datasets
 
 from .core import OverwriteError, check_int
-from .sources import IMAGE_EXTENSIONS, RESERVED_COLUMNS, Source, ShardedSource, Unreadable, open_image
+from .sources import IMAGE_EXTENSIONS, Source, ShardedSource, Unreadable, hf_columns, open_image
 
 # %% auto #0
 __all__ = ['SHARD_SUFFIXES', 'CAPTION_EXTENSIONS', 'IMAGE_FORMATS', 'braceexpand', 'is_shards', 'shard_paths', 'split_key',
@@ -299,21 +299,7 @@ class HFStreamSource(ShardedSource):
     else a pass over its other columns."""
     def __init__(self, ds: datasets.IterableDataset, image_column: str | None = None, id_column: str | None = None):
         if ds.features is None: ds = ds._resolve_features()
-        cols = list(ds.features)
-        images = [k for k, f in ds.features.items() if isinstance(f, HFImage)]
-        if image_column is None:
-            if len(images) != 1:
-                raise ValueError(f"`image_column` must be given: of the dataset's columns {cols}, {len(images)} have an "
-                                 f"Image feature{': ' + str(images) if images else ''}")
-            image_column = images[0]
-        if image_column not in cols: raise ValueError(f"`image_column`={image_column!r} is not one of the columns {cols}")
-        if id_column is None and "id" in cols: id_column = "id"
-        if id_column is not None and id_column not in cols:
-            raise ValueError(f"`id_column`={id_column!r} is not one of the columns {cols}")
-        extra = [k for k in cols if k not in (image_column, id_column) and k not in images]
-        if clash := [k for k in extra if k in RESERVED_COLUMNS]:
-            raise ValueError(f"the dataset's column(s) {clash} clash with the columns capgen writes {RESERVED_COLUMNS}; "
-                             f"rename them (`ds.rename_column`) or pass `id_column`")
+        image_column, id_column, extra = hf_columns(ds.features, image_column, id_column)
         self.files = _data_files(ds)
         self.info = {"dataset": ds.info.dataset_name, "config": ds.info.config_name, "split": str(ds.split) if ds.split else None}
         self.ds = ds.cast_column(image_column, HFImage(decode=False)) if isinstance(ds.features[image_column], HFImage) else ds

@@ -21,7 +21,7 @@ from .core import check_int
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'RESERVED_COLUMNS', 'SIXTEEN_BIT', 'Source', 'Unreadable', 'ShardedSource', 'open_image',
-           'FolderSource', 'HFSource', 'ShapesSource', 'to_rgb', 'fit_square']
+           'FolderSource', 'hf_columns', 'HFSource', 'ShapesSource', 'to_rgb', 'fit_square']
 
 # %% ../nbs/07b_sources.ipynb #b61e4ca2
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -113,24 +113,32 @@ class FolderSource(Source):
     def __repr__(self): return f"FolderSource({str(self.root)!r}, {len(self)} images)"
 
 # %% ../nbs/07b_sources.ipynb #749eed03
+def hf_columns(features: dict, image_column: str | None = None, id_column: str | None = None) -> tuple[str, str | None, list[str]]:
+    """A 🤗 dataset's `(image column, id column, extra columns)` from its `features`: the image column is the one with
+    an `Image` feature when `image_column` is None, the id column an `id` column when `id_column` is None; the extra
+    ones are the columns that are neither, nor images. Bad choices and clashes with capgen's columns are errors."""
+    cols = list(features)
+    images = [k for k, f in features.items() if isinstance(f, HFImage)]
+    if image_column is None:
+        if len(images) != 1:
+            raise ValueError(f"`image_column` must be given: of the dataset's columns {cols}, {len(images)} have an "
+                             f"Image feature{': ' + str(images) if images else ''}")
+        image_column = images[0]
+    if image_column not in cols: raise ValueError(f"`image_column`={image_column!r} is not one of the columns {cols}")
+    if id_column is None and "id" in cols: id_column = "id"
+    if id_column is not None and id_column not in cols:
+        raise ValueError(f"`id_column`={id_column!r} is not one of the columns {cols}")
+    extra = [k for k in cols if k not in (image_column, id_column) and k not in images]
+    if clash := [k for k in extra if k in RESERVED_COLUMNS]:
+        raise ValueError(f"the dataset's column(s) {clash} clash with the columns capgen writes {RESERVED_COLUMNS}; "
+                         f"rename them (`ds.rename_column`) or pass `id_column`")
+    return image_column, id_column, extra
+
+
 class HFSource(Source):
     "A 🤗 `datasets.Dataset` with an image column (`image_column`; found by its `Image` feature when None)."
     def __init__(self, ds, image_column: str | None = None, id_column: str | None = None):
-        cols = list(ds.column_names)
-        images = [k for k, f in ds.features.items() if isinstance(f, HFImage)]
-        if image_column is None:
-            if len(images) != 1:
-                raise ValueError(f"`image_column` must be given: of the dataset's columns {cols}, {len(images)} have an "
-                             f"Image feature{': ' + str(images) if images else ''}")
-            image_column = images[0]
-        if image_column not in cols: raise ValueError(f"`image_column`={image_column!r} is not one of the columns {cols}")
-        if id_column is None and "id" in cols: id_column = "id"
-        if id_column is not None and id_column not in cols:
-            raise ValueError(f"`id_column`={id_column!r} is not one of the columns {cols}")
-        extra = [k for k in cols if k not in (image_column, id_column) and k not in images]
-        if clash := [k for k in extra if k in RESERVED_COLUMNS]:
-            raise ValueError(f"the dataset's column(s) {clash} clash with the columns capgen writes {RESERVED_COLUMNS}; "
-                             f"rename them (`ds.rename_column`) or pass `id_column`")
+        image_column, id_column, extra = hf_columns(ds.features, image_column, id_column)
         if isinstance(ds.features[image_column], HFImage): ds = ds.cast_column(image_column, HFImage(decode=False))
         self.ds = ds.select_columns([image_column] + ([id_column] if id_column else []) + extra)
         self.image_column, self.id_column, self.extra = image_column, id_column, extra
