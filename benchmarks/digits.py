@@ -7,9 +7,10 @@
    beside those of the shapes world's `capgen demo` recorded in `results/demo.md` (same machine kind), and the
    judged digit accuracy and FID/KID. Goals (exit 1 when one is missed): the digits demo takes no longer than the
    shapes demo, and at the best cap size at least 90% of the digits drawn from text prompts are the asked digit.
-2. `capgen.images.train_image_tokenizer` and `train_clip` on folders of digits written at 64 and 256 pixels, and on
-   shapes-world renders (`shapes:N`) at 64 pixels, measured in this run: images trained on per second (one epoch,
-   reading and the held-out report included) and images read per second.
+2. `capgen.images.train_image_tokenizer` and `train_clip` on folders of digits written at 64 and 256 pixels, on the
+   same 64-pixel digits as webdataset tar shards (streamed through `ShardStream`), and on shapes-world renders
+   (`shapes:N`) at 64 pixels, measured in this run: images trained on per second (one epoch, reading and the
+   held-out report included) and images read per second.
 
 Run: `python benchmarks/digits.py [--skip-demo] [--n64 N] [--n256 N]` (writes `benchmarks/results/digits.md`, shown
 on the digits page, 11c_digits).
@@ -34,7 +35,8 @@ import capgen
 from capgen.clip import ClipConfig
 from capgen.config import TrainConfig
 from capgen.digits import write_digits
-from capgen.images import ImageData, load_image_data, train_clip, train_image_tokenizer
+from capgen.images import ImageData, captioned, load_image_data, train_clip, train_image_tokenizer
+from capgen.shards import write_webdataset
 from capgen.tokenizer import TokenizerConfig
 from _report import cpu_model, publish
 
@@ -116,8 +118,10 @@ def main():
             if shapes_min is not None and wall > shapes_min * 60: failed.append(f"the digits demo took {wall / 60:.1f} min, the shapes demo {shapes_min:.1f}")
             if acc < GOAL_ACCURACY: failed.append(f"digit accuracy {100 * acc:.1f}% < {100 * GOAL_ACCURACY:.0f}%")
         folders = {s: write_digits(tmp / f"digits-{s}", "train", size=s, n=n + 32) for s, n in ((64, a.n64), (256, a.n256))}
-        runs = [("digits folder", str(folders[64]), 64, a.n64), ("shapes:N renders", f"shapes:{a.n64 + 32}", 64, a.n64),
-                ("digits folder", str(folders[256]), 256, a.n256)]
+        src, caps = captioned(str(folders[64]))
+        write_webdataset(src, tmp / "digits-64-shards", captions=caps, shard_size=256)
+        runs = [("digits folder", str(folders[64]), 64, a.n64), ("digits tar shards", str(tmp / "digits-64-shards"), 64, a.n64),
+                ("shapes:N renders", f"shapes:{a.n64 + 32}", 64, a.n64), ("digits folder", str(folders[256]), 256, a.n256)]
         lines += ["Training throughput, one epoch of the library defaults' architecture at each size (`TokenizerConfig`, "
                   "`ClipConfig`), batch 32, reading and the held-out report (32 images) included:", "",
                   "| part | images | size | trained on | images/s trained | images/s read |", "|---|---|---:|---:|---:|---:|"]

@@ -148,7 +148,7 @@ API_METHODS = {   # public methods defined inside classes: nbdev documents only 
     "05_shapes": ["ShapesWorld.scene", "ShapesWorld.image", "ShapesWorld.images", "ShapesWorld.attributes"],
     "06_clip": ["Embedder.embed_images", "Embedder.embed_texts", "Embedder.to"],
     "07_tokenizer": ["Tokenizer.encode", "Tokenizer.decode", "Tokenizer.reconstruct"],
-    "08_data": ["Source.read", "Source.decode", "Source.fingerprint"],
+    "07b_sources": ["Source.read", "Source.decode", "Source.fingerprint", "ShardedSource.read_shard"],
     "09_transformer": ["ImageTransformer.cond_tokens", "ImageTransformer.prefill", "ImageTransformer.step"],
     "10_pipeline": ["Generation.grid", "Generation.show", "TextToImage.generate", "TextToImage.save", "TextToImage.load", "TextToImage.to"],
 }
