@@ -41,6 +41,7 @@ from .shapes import degrade
 from .eval import clip_score, diversity, frechet, method_images, plot_quality
 from .demo import _markdown
 from .pipeline import TextToImage
+from .transformer import load_transformer
 
 
 # %% auto #0
@@ -340,19 +341,22 @@ DIGITS_CONFIGS = {   # the --config file of each `capgen train PART` for 32-pixe
     "tokenizer": {"model": {"image_size": 32, "widths": [32, 64]}, "data": {"n_valid": 200}, "train": {"epochs": 6, "batch_size": 32}},
     "flow": {"model": {"width": 256, "depth": 3}, "train": {"epochs": 150, "batch_size": 256}},
     "transformer": {"model": {"d_model": 128, "n_layers": 4, "n_heads": 4}, "train": {"epochs": 12, "batch_size": 64}},
+    "cap-transformer": {"model": {"d_model": 128, "n_layers": 4, "n_heads": 4, "cond": "cap"}, "train": {"epochs": 12, "batch_size": 64}},
 }
 QUICK_DIGITS_CONFIGS = {   # every command's code path in seconds (the images are noise): for tests
     "clip": {"model": {"image_size": 32, "embed_dim": 32}, "data": {"n_valid": 50, "limit": 300}, "train": {"epochs": 1, "batch_size": 50}},
     "tokenizer": {"model": {"image_size": 32, "widths": [16, 16]}, "data": {"n_valid": 50, "limit": 300}, "train": {"epochs": 1, "batch_size": 50}},
     "flow": {"model": {"width": 32, "depth": 1}, "train": {"epochs": 1, "batch_size": 256}},
     "transformer": {"model": {"d_model": 32, "n_layers": 1, "n_heads": 2}, "train": {"epochs": 1, "batch_size": 256}},
+    "cap-transformer": {"model": {"d_model": 32, "n_layers": 1, "n_heads": 2, "cond": "cap"}, "train": {"epochs": 1, "batch_size": 256}},
 }
 
 
-def digits_commands(folder, work) -> list[list[str]]:
+def digits_commands(folder, work, cap_model: bool = True) -> list[list[str]]:
     """The `capgen` command lines that train a pipeline on the captioned images in `folder`, in order, with every
     output under `work`: the CLIP and the tokenizer on the folder, the dataset they make of it, the flow and the
-    transformer on that dataset, and the pipeline folder they form (`work/pipeline`)."""
+    transformer on that dataset, and the pipeline folder they form (`work/pipeline`); with `cap_model`, last, the
+    one-stage comparison model (route C: a transformer conditioned on caps, `work/parts/cap-transformer`)."""
     f, w = str(folder), Path(work)
     part, cfg = (lambda p: str(w / "parts" / p)), (lambda p: str(w / "configs" / f"{p}.json"))
     return [["train", "clip", "--data", f, "--config", cfg("clip"), "--out", part("clip"), "--resume", "auto"],
@@ -360,7 +364,9 @@ def digits_commands(folder, work) -> list[list[str]]:
             ["build-dataset", f, "--clip", part("clip"), "--tokenizer", part("tokenizer"), "--out", str(w / "data")],
             ["train", "flow", "--data", str(w / "data"), "--config", cfg("flow"), "--out", part("flow"), "--resume", "auto"],
             ["train", "transformer", "--data", str(w / "data"), "--config", cfg("transformer"), "--out", part("transformer"), "--resume", "auto"],
-            ["pipeline", *[a for p in ("clip", "tokenizer", "flow", "transformer") for a in (f"--{p}", part(p))], "--out", str(w / "pipeline")]]
+            ["pipeline", *[a for p in ("clip", "tokenizer", "flow", "transformer") for a in (f"--{p}", part(p))], "--out", str(w / "pipeline")]] + \
+           ([["train", "transformer", "--data", str(w / "data"), "--config", cfg("cap-transformer"), "--out", part("cap-transformer"),
+              "--resume", "auto"]] if cap_model else [])
 
 
 def run_command(argv: list[str]) -> int:
@@ -377,9 +383,9 @@ def train_digits(folder, work, configs: dict = DIGITS_CONFIGS, log=print, run=ru
     (work / "configs").mkdir(parents=True, exist_ok=True)
     for part, cfg in configs.items(): write_text(work / "configs" / f"{part}.json", json.dumps(cfg, indent=2) + "\n")
     seconds = {}
-    for cmd in digits_commands(folder, work):
+    for cmd in digits_commands(folder, work, cap_model="cap-transformer" in configs):
         out = Path(cmd[cmd.index("--out") + 1])
-        name = cmd[1] if cmd[0] == "train" else cmd[0]
+        name = out.name if cmd[0] == "train" else cmd[0]
         done = (out / "state.json").is_file() if cmd[0] == "build-dataset" else (out / MARKER).is_file()
         if done:
             log(f"{name}: already in {out}"); continue
@@ -393,6 +399,7 @@ def train_digits(folder, work, configs: dict = DIGITS_CONFIGS, log=print, run=ru
 
 # %% ../nbs/11c_digits.ipynb #9bc0bc01
 ROUTES = {"A": "A: text embedding → transformer", "B": "B: capgen, text → cap → flow → transformer",
+          "C": "C: one stage, text → cap → cap-conditioned transformer",
           "D": "D: oracle, a real digit's embedding → transformer", "E": "E: chance, random real digits"}
 
 
@@ -406,9 +413,10 @@ def _summary(gen, classifier, labels: np.ndarray, reference: np.ndarray) -> dict
 
 
 def digit_routes(pipe, classifier, sizes=(0.1, 0.2, 0.3, 0.5, 0.7), d_max: float = 0.5, n: int = 20,
-                 cfg_scale: float = 3.0, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 cfg_scale: float = 3.0, seed: int = 0, cap_model=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """How often `classifier` reads the asked digit in `n` images for each prompt `digit_prompt(0..9)`: capgen's two
-    stages at each cap size of `sizes` (the sweep), and routes A, B, D, E at `d_max` (the comparison). D and E
+    stages at each cap size of `sizes` (the sweep), and routes A, B, D, E at `d_max` (the comparison), and C with a
+    `cap_model` (a transformer trained with `cond='cap'`, as `digits_commands` trains it). D and E
     take real digits from the `test` split, which no part trained on. Each row also has the in-cap rate, the
     diversity (mean pairwise cosine distance of the images' CLIP embeddings), the CLIP score, and the FID and KID of
     the images against the 1,000 real digits of the `judge` split, in the classifier's feature space (`embed_images`)."""
@@ -424,8 +432,10 @@ def digit_routes(pipe, classifier, sizes=(0.1, 0.2, 0.3, 0.5, 0.7), d_max: float
     rng = np.random.default_rng(seed)
     anyd = digit_images(xt[rng.choice(len(xt), 10 * n, replace=False)], size).reshape(10, n, size, size, 3)
     real = {"D": own, "E": anyd}
+    routes = [r for r in ROUTES if r != "C" or cap_model is not None]
     table = pd.DataFrame({ROUTES[r]: _summary(method_images(r, pipe, texts, n=n, d_max=d_max, cfg_scale=cfg_scale, seed=seed,
-                                                            real=real.get(r)), classifier, labels, reference) for r in ROUTES}).T
+                                                            cap_model=cap_model, real=real.get(r)), classifier, labels, reference)
+                          for r in routes}).T
     return sweep, table
 
 # %% ../nbs/11c_digits.ipynb #deabed51
@@ -475,6 +485,8 @@ def digits_demo(out="capgen-digits", tier: str = "demo", sizes=DIGITS_SIZES, n: 
     classifier = default_classifier(device=device, cache=root, log=log)
     seconds["classifier"] = round(time.perf_counter() - t0, 1)
     pipe = TextToImage.load(work / "pipeline", device)
+    cap_dir = work / "parts" / "cap-transformer"
+    cap_model = load_transformer(cap_dir, device) if (cap_dir / MARKER).is_file() else None
     lo, hi = pipe.size_range
     if any(not lo <= s <= hi for s in sizes): raise ValueError(f"`sizes` {sizes} must lie in the flow's range [{lo:g}, {hi:g}]")
     texts = [digit_prompt(d) for d in range(10)]
@@ -486,7 +498,7 @@ def digits_demo(out="capgen-digits", tier: str = "demo", sizes=DIGITS_SIZES, n: 
         fig.savefig(w / "digits.png", dpi=100); plt.close(fig)
         seconds["generation"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
-        sweep, routes = digit_routes(pipe, classifier, sizes=sizes, d_max=sizes[len(sizes) // 2], n=eval_images,
+        sweep, routes = digit_routes(pipe, classifier, sizes=sizes, d_max=sizes[len(sizes) // 2], n=eval_images, cap_model=cap_model,
                                      cfg_scale=cfg_scale, seed=seed)
         fig = plot_quality(sweep.rename(columns={"digit_accuracy": "accuracy"}), f"capgen digits ({tier}) against cap size")
         fig.savefig(w / "sweep.png", dpi=100); plt.close(fig)
