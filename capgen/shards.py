@@ -23,7 +23,7 @@ from datasets import Image as HFImage, Value
 import datasets
 
 from .core import OverwriteError, check_int
-from .sources import IMAGE_EXTENSIONS, Source, ShardedSource, Unreadable, hf_columns, open_image
+from .sources import IMAGE_EXTENSIONS, HFSource, Source, ShardedSource, Unreadable, hf_columns, open_image
 
 # %% auto #0
 __all__ = ['SHARD_SUFFIXES', 'CAPTION_EXTENSIONS', 'IMAGE_FORMATS', 'braceexpand', 'is_shards', 'shard_paths', 'split_key',
@@ -333,11 +333,6 @@ class HFStreamSource(ShardedSource):
 
     def decode(self, item, size_hint=None):
         if isinstance(item, Unreadable): raise ValueError(item.reason)
-        if isinstance(item, Image.Image): return item
-        if isinstance(item, dict):
-            if item.get("bytes") is not None: return open_image(io.BytesIO(item["bytes"]), size_hint)
-            if item.get("path"): return open_image(item["path"], size_hint)
-            raise ValueError("the image entry has neither bytes nor a path")
-        return Image.fromarray(np.asarray(item))
+        return HFSource.decode(self, item, size_hint)     # a row's image entry, as a `Dataset` holds it
 
     def __repr__(self): return f"HFStreamSource({self.n_shards} shards, image_column={self.image_column!r})"
