@@ -248,22 +248,24 @@ def _demo(a) -> int:
     tier = "fast" if a.fast else "full" if a.full else a.tier
     digits = a.world == "digits"
     if digits and a.prompts: raise UsageError("--prompts: the digits world draws its ten prompts ('a handwritten zero' … 'a handwritten nine')")
-    if digits and a.eval_prompts: raise UsageError("--eval-prompts: the digits world evaluates its ten prompts; choose --eval-images")
+    if digits and a.eval_prompts is not None: raise UsageError("--eval-prompts: the digits world evaluates its ten prompts; choose --eval-images")
     if digits and tier == "full": raise UsageError("--world digits has the tiers demo and fast")
     a.out = a.out or ("capgen-digits" if digits else "capgen-demo")
     _writable(a.out, "demo")
-    _count("-n", a.n); _count("--eval-prompts", a.eval_prompts or 48); _count("--eval-images", a.eval_images or 4, 2)
+    eval_prompts = 48 if a.eval_prompts is None else a.eval_prompts
+    eval_images = (20 if digits else 4) if a.eval_images is None else a.eval_images
+    _count("-n", a.n); _count("--eval-prompts", eval_prompts); _count("--eval-images", eval_images, 2)
     sizes = a.sizes or ([0.2, 0.5, 0.7] if digits else list(DEMO_SIZES))
     if any(not 0 < s <= 2 for s in sizes): raise UsageError(f"--sizes must be cap sizes d_max in (0, 2], got {sizes}")
     if digits:
         from capgen.digits import DIGIT_SPLITS, digits_demo  # lazy: see the imports above
-        if (a.eval_images or 20) > DIGIT_SPLITS["test"]:
+        if eval_images > DIGIT_SPLITS["test"]:
             raise UsageError(f"--eval-images must be at most {DIGIT_SPLITS['test']}, the test digits of each kind")
-        digits_demo(a.out, tier, sizes, a.n, a.eval_images or 20, a.cfg_scale, a.seed, device=a.device, run=main)
+        digits_demo(a.out, tier, sizes, a.n, eval_images, a.cfg_scale, a.seed, device=a.device, run=main)
         return 0
     prompts = a.prompts or list(DEMO_PROMPTS)
     if any(not p.strip() for p in prompts): raise UsageError("--prompts: an empty caption")
-    demo(a.out, tier, prompts, sizes, a.n, a.cfg_scale, a.seed, a.eval_prompts or 48, a.eval_images or 4, device=a.device)
+    demo(a.out, tier, prompts, sizes, a.n, a.cfg_scale, a.seed, eval_prompts, eval_images, device=a.device)
     return 0
 
 
