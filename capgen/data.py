@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from PIL import Image, ImageOps
+from PIL import Image
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastprogress.fastprogress import progress_bar
@@ -31,11 +31,10 @@ from datasets.arrow_writer import ArrowWriter
 import torch.distributed as dist
 
 from .flow import flow_dls
-from .shapes import SPLITS, ShapesWorld, describe, random_scene, render
+from .shapes import ShapesWorld
 from .core import OverwriteError, cache_path, check_int, pick_device, write_text
-from capgen.sources import (
-    RESERVED_COLUMNS, SIXTEEN_BIT, FolderSource, HFSource, ShapesSource, ShardedSource, Source, fit_square, open_image,
-    to_rgb)
+from .sources import (
+    SIXTEEN_BIT, FolderSource, HFSource, ShapesSource, ShardedSource, Source, fit_square, to_rgb)
 from .shards import HFStreamSource, WebDatasetSource, is_shards
 
 # %% auto #0
