@@ -31,8 +31,8 @@ from .clip import Embedder
 from .tokenizer import Tokenizer, VQGANTokenizer, load_tokenizer, load_vqgan
 
 # %% auto #0
-__all__ = ['PARTS', 'prompt_centers', 'Generation', 'image_grid', 'check_fit', 'TextToImage', 'best_of', 'default_pipeline',
-           'load_clip', 'load_image_tokenizer', 'assemble']
+__all__ = ['PARTS', 'AUTO_SHARE', 'prompt_centers', 'Generation', 'image_grid', 'cap_size_for_share', 'check_fit', 'TextToImage',
+           'best_of', 'default_pipeline', 'load_clip', 'load_image_tokenizer', 'assemble']
 
 # %% ../nbs/10_pipeline.ipynb #ba21add7
 def _is_image_batch(x) -> bool:
@@ -69,7 +69,7 @@ class Generation:
     "What `TextToImage.generate` made for `m` prompts, `n` images each."
     labels: list                # one per prompt
     centers: Tensor             # (m, d) cap centres
-    d_max: float
+    d_max: float | Tensor       # the caps' size: one for all, or `(m,)` one per prompt (`d_max='auto'`)
     embeddings: Tensor          # (m, n, d) stage-1 samples, each inside its cap
     tokens: Tensor              # (m, n, grid, grid)
     images: np.ndarray          # uint8 (m, n, h, w, 3)
@@ -78,7 +78,7 @@ class Generation:
     @property
     def similarity(self) -> Tensor: return (self.image_embeddings * self.centers[:, None]).sum(-1)
     @property
-    def in_cap(self) -> Tensor: return 1 - self.similarity <= self.d_max
+    def in_cap(self) -> Tensor: return 1 - self.similarity <= torch.as_tensor(self.d_max).reshape(-1, 1)
     def __len__(self): return len(self.labels)
 
     def grid(self,
@@ -122,6 +122,22 @@ def image_grid(images, ncols: int | None = None, pad: int = 2, fill: int = 255) 
 
 # %% ../nbs/10_pipeline.ipynb #9e94a3a9
 PARTS = ["embedder", "flow", "transformer", "tokenizer"]   # the sub-folders of a saved pipeline
+AUTO_SHARE = 0.01   # the share of the data a cap of `d_max='auto'` holds unless `cap_share` says otherwise
+
+
+def cap_size_for_share(centers: Tensor,      # unit cap centres (m, d)
+                       reference: Tensor,    # unit embeddings (N, d) distributed as the data
+                       share: float,         # the fraction of `reference` each cap must hold, in (0, 1]
+                      ) -> Tensor:
+    """For each centre, the smallest cap size `d_max` (m,) whose cap holds at least `share` of the `reference`
+    points (at least one): the ⌈share·N⌉-th smallest cosine distance from the centre to them."""
+    check_number("share", share, 0, 1, lo_open=True)
+    if reference.ndim != 2 or centers.ndim != 2 or reference.shape[1] != centers.shape[1] or not len(reference):
+        raise ValueError(f"`reference` (N, d) and `centers` (m, d) must share d, got {tuple(reference.shape)} and "
+                         f"{tuple(centers.shape)}")
+    dist = 1 - centers.float() @ reference.float().T
+    k = max(1, math.ceil(share * len(reference) - 1e-9))
+    return dist.kthvalue(k, dim=1).values.clamp(0, 2)
 
 
 def check_fit(embedder, flow: VectorField, transformer: ImageTransformer, tokenizer,
@@ -154,6 +170,8 @@ class TextToImage:
         check_fit(embedder, flow, transformer, tokenizer)
         self.embedder, self.tokenizer = embedder, tokenizer
         self.flow, self.transformer = unwrap(flow).eval(), unwrap(transformer).eval()
+        self.reference = None   # unit embeddings (N, d) of the data, for `d_max='auto'`; None: the flow's own samples
+        self._flow_reference = {}
 
     def __repr__(self):
         return (f"TextToImage({self.embedder.dim}-d CLIP, flow {sum(p.numel() for p in self.flow.parameters()) / 1e6:.1f} M, "
@@ -162,6 +180,35 @@ class TextToImage:
 
     @property
     def size_range(self) -> tuple[float, float]: return self.flow.cfg.size_range
+
+    @torch.no_grad()
+    def reference_embeddings(self,
+                             n: int = 4096,   # how many to draw
+                             seed: int = 0,
+                            ) -> Tensor:
+        """Unit embeddings `(n, d)` distributed as the training images': `self.reference` when it is set (the
+        dataset's own, say), else `n` samples of the flow in its whole-sphere cap (`d_max` 2; drawn once, then kept)."""
+        if self.reference is not None: return F.normalize(torch.as_tensor(self.reference).float().cpu(), dim=-1)
+        if (n, seed) not in self._flow_reference:
+            lo, hi = self.size_range
+            if hi < 2:
+                raise ValueError(f"the flow was trained on caps up to d_max {hi:g}, not the whole sphere, so it cannot say "
+                                 "where the data lies: set `pipe.reference` to the data's embeddings for d_max='auto'")
+            d = self.embedder.dim
+            g = torch.Generator().manual_seed(seed)
+            self._flow_reference[(n, seed)] = sample(self.flow, Cap(F.normalize(torch.ones(d), dim=0), 2.0), n,
+                                                     generator=g).float().cpu()
+        return self._flow_reference[(n, seed)]
+
+    def cap_size(self,
+                 prompt,                 # caption(s), image(s) or embedding(s), as in `generate`
+                 share: float = AUTO_SHARE,   # the fraction of the data each cap holds, in (0, 1]
+                ) -> Tensor:
+        """The cap size `d_max` (m,) that `generate(prompt, d_max='auto', cap_share=share)` uses: for each prompt the
+        smallest cap around it holding `share` of `reference_embeddings()`, within the flow's range of sizes."""
+        centers = prompt if isinstance(prompt, Tensor) and prompt.ndim == 2 else prompt_centers(self.embedder, prompt)[0]
+        lo, hi = self.size_range
+        return cap_size_for_share(centers, self.reference_embeddings(), share).clamp(lo, hi)
 
     def to(self, device) -> TextToImage:
         "Move every part to `device` (None: leave them where they are)."
@@ -173,7 +220,7 @@ class TextToImage:
     @torch.no_grad()
     def generate(self,
                  prompt,                       # caption(s), PIL image(s) or unit embedding(s): the caps' centres
-                 d_max: float = 0.5,           # cap size: 1 - cosine similarity to the centre, in [0, 2]
+                 d_max: float | str = 0.5,     # cap size: 1 - cosine similarity to the centre, in [0, 2]; or 'auto'
                  n: int = 4,                   # images per prompt
                  cfg_scale: float = 3.0,       # classifier-free guidance of the transformer (1: none)
                  seed: int = 0,                # same seed, same images
@@ -184,15 +231,22 @@ class TextToImage:
                  steps: int = 32,              # RK4 steps of the flow
                  batch_size: int = 256,        # images per transformer and tokenizer batch
                  progress: bool = False,       # a progress bar over the batches
+                 cap_share: float | None = None,   # d_max='auto': the share of the data each cap holds (default `AUTO_SHARE`)
                 ) -> Generation:
         "`n` images for each prompt in the cap of size `d_max` around it (see `prompt_centers`)."
         for name, v in (("n", n), ("rerank", rerank), ("steps", steps), ("batch_size", batch_size)): check_int(name, v)
-        check_number("d_max", d_max, 0, 2)
+        auto = isinstance(d_max, str)
+        if auto and d_max != "auto": raise ValueError(f"`d_max` must be a number in [0, 2] or 'auto', got {d_max!r}")
+        if not auto: check_number("d_max", d_max, 0, 2)
+        if cap_share is not None:
+            if not auto: raise ValueError(f"`cap_share`={cap_share!r} is only for d_max='auto' (d_max is {d_max!r})")
+            check_number("cap_share", cap_share, 0, 1, lo_open=True)
         _check_sampling(temperature, top_k, top_p, None, cfg_scale)
         centers, labels = prompt_centers(self.embedder, prompt)
         m, k = len(centers), n * rerank
+        size = self.cap_size(centers, cap_share or AUTO_SHARE) if auto else torch.full((m,), float(d_max))
         g = torch.Generator().manual_seed(seed)
-        caps = Cap(centers, torch.full((m,), float(d_max)))    # validates d_max ∈ [0, 2]; the flow checks its range
+        caps = Cap(centers, size)    # validates d_max ∈ [0, 2]; the flow checks its range
         emb = sample(self.flow, caps, k, steps=steps, generator=g).float()           # (m, k, d), inside the caps
         flat = emb.reshape(m * k, -1)
         dev = next(self.transformer.parameters()).device
@@ -204,7 +258,7 @@ class TextToImage:
         images = torch.cat([self.tokenizer.decode(tokens[i:i + batch_size]) for i in range(0, m * k, batch_size)]).numpy()
         img_emb = F.normalize(torch.as_tensor(self.embedder.embed_images(images)).float().cpu(), dim=-1)
         grid = tokens.shape[-1]
-        out = Generation(labels, centers, float(d_max), emb, tokens.view(m, k, grid, grid), images.reshape(m, k, *images.shape[1:]),
+        out = Generation(labels, centers, size if auto else float(d_max), emb, tokens.view(m, k, grid, grid), images.reshape(m, k, *images.shape[1:]),
                          img_emb.view(m, k, -1))
         return out if rerank == 1 else best_of(out, n)
 

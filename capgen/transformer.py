@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .caps import DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_cap
 from .core import check_int, check_number, load_part, save_part
@@ -19,11 +20,12 @@ from .config import config_from_dict
 from .distributed import unwrap
 
 # %% auto #0
-__all__ = ['CONDS', 'PRESETS', 'TransformerConfig', 'predicted_index', 'rope_tables', 'rotate', 'Attention', 'Block', 'KVCache',
-           'ImageTransformer', 'filter_logits', 'generate', 'save_transformer', 'load_transformer', 'preset']
+__all__ = ['CONDS', 'INJECTS', 'PRESETS', 'TransformerConfig', 'predicted_index', 'rope_tables', 'rotate', 'Attention', 'Block',
+           'KVCache', 'ImageTransformer', 'filter_logits', 'generate', 'save_transformer', 'load_transformer', 'preset']
 
 # %% ../nbs/09_transformer.ipynb #0ca344f5
 CONDS = ("embedding", "cap")
+INJECTS = ("prefix", "adaln")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class TransformerConfig:
     n_heads: int = 4
     mlp_ratio: float = 4.0
     n_cond_tokens: int = 4  # prefix tokens made from the condition
+    inject: str = "prefix"  # 'prefix': the condition enters as the prefix only; 'adaln': also scales, shifts and
+                            # gates every block's normalised input (adaptive LayerNorm, zero-initialised gates)
     cond_dropout: float = 0.1  # training: probability of the null condition (0: no null, no guidance)
     dropout: float = 0.0
     rope_base: float = 100.0
@@ -48,6 +52,7 @@ class TransformerConfig:
         for name in ("vocab_size", "grid", "cond_dim", "d_model", "n_layers", "n_heads", "n_cond_tokens"):
             check_int(name, getattr(self, name))
         if self.cond not in CONDS: raise ValueError(f"`cond` must be one of {CONDS}, got {self.cond!r}")
+        if self.inject not in INJECTS: raise ValueError(f"`inject` must be one of {INJECTS}, got {self.inject!r}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 4:
             raise ValueError(f"`d_model`={self.d_model} must be `n_heads`={self.n_heads} times a multiple of 4 "
                              "(each head's channels rotate in two 2-D halves)")
@@ -70,6 +75,7 @@ class TransformerConfig:
     def to_dict(self) -> dict: return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
     @classmethod
     def from_dict(cls, d: dict, source: str = "the config") -> TransformerConfig:
+        d = {"inject": "prefix"} | d   # models saved before `inject` existed are prefix-conditioned
         return config_from_dict(cls, {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}, source)
 
 # %% ../nbs/09_transformer.ipynb #d42d0eab
@@ -119,7 +125,8 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    "Pre-norm transformer block: `x + attn(norm(x))`, then `x + mlp(norm(x))`."
+    """Pre-norm transformer block: `x + attn(norm(x))`, then `x + mlp(norm(x))`. With `inject='adaln'` a condition
+    vector `c (b, d_model)` gives each branch a scale, shift and gate: `x + g·attn(norm(x)·(1 + s) + t)`."""
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         hidden = int(round(cfg.mlp_ratio * cfg.d_model))
@@ -127,10 +134,15 @@ class Block(nn.Module):
         self.n2 = nn.LayerNorm(cfg.d_model)
         self.mlp = nn.Sequential(nn.Linear(cfg.d_model, hidden), nn.GELU(), nn.Linear(hidden, cfg.d_model))
         self.drop = nn.Dropout(cfg.dropout)
+        self.ada = nn.Linear(cfg.d_model, 6 * cfg.d_model) if cfg.inject == "adaln" else None
 
-    def forward(self, x, cos, sin, cache=None, layer=0):
-        x = x + self.drop(self.attn(self.n1(x), cos, sin, cache, layer))
-        return x + self.drop(self.mlp(self.n2(x)))
+    def forward(self, x, cos, sin, cache=None, layer=0, c=None):
+        if self.ada is None:
+            x = x + self.drop(self.attn(self.n1(x), cos, sin, cache, layer))
+            return x + self.drop(self.mlp(self.n2(x)))
+        s1, t1, g1, s2, t2, g2 = self.ada(F.silu(c))[:, None].chunk(6, -1)
+        x = x + g1 * self.drop(self.attn(self.n1(x) * (1 + s1) + t1, cos, sin, cache, layer))
+        return x + g2 * self.drop(self.mlp(self.n2(x) * (1 + s2) + t2))
 
 
 class KVCache:
@@ -139,6 +151,7 @@ class KVCache:
         shape = (cfg.n_layers, batch, cfg.n_heads, cfg.n_cond_tokens + cfg.n_tokens - 1, cfg.d_model // cfg.n_heads)
         self.k, self.v = torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype)
         self.length = 0   # slots filled (advanced by the model after all layers ran)
+        self.cond = None  # inject='adaln': the sequences' condition vectors, set by `prefill`
 
     def write(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         "Store the new slots' keys and values of `layer`; returns all of them so far."
@@ -157,6 +170,9 @@ class ImageTransformer(nn.Module):
         self.pos_emb = nn.Embedding(cfg.n_tokens, d)   # the position each slot predicts
         self.cond_proj = nn.Linear(cfg.input_dim, cfg.n_cond_tokens * d)
         self.null_cond = nn.Parameter(torch.randn(cfg.n_cond_tokens, d) * 0.02) if cfg.has_null else None
+        if cfg.inject == "adaln":   # one condition vector per sequence, for every block's adaptive norms
+            self.cond_vec = nn.Linear(cfg.input_dim, d)
+            self.null_vec = nn.Parameter(torch.randn(d) * 0.02) if cfg.has_null else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm_out, self.head = nn.LayerNorm(d), nn.Linear(d, cfg.vocab_size, bias=False)
         slots = cfg.n_cond_tokens + cfg.n_tokens - 1   # positions of every slot, computed once (not saved)
@@ -167,6 +183,9 @@ class ImageTransformer(nn.Module):
         self.apply(self._init)
         for b in self.blocks:   # residual branches start small, as in GPT-2
             for lin in (b.attn.out, b.mlp[2]): nn.init.normal_(lin.weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
+            if b.ada is not None:   # scale 0, shift 0, gate 1 at the start: the plain block
+                nn.init.zeros_(b.ada.weight); nn.init.zeros_(b.ada.bias)
+                with torch.no_grad(): b.ada.bias.view(6, d)[[2, 5]] = 1.0
 
     @staticmethod
     def _init(m):
@@ -189,11 +208,21 @@ class ImageTransformer(nn.Module):
             x = torch.where(drop[:, None, None], self.null_cond.to(x.dtype), x)
         return x
 
-    def _run(self, x: Tensor, start: int, cache: KVCache | None) -> Tensor:
+    def cond_vector(self, cond: Tensor | None, batch: int | None = None, drop: Tensor | None = None) -> Tensor | None:
+        "`inject='adaln'`: the `(batch, d_model)` vector of conditions `cond` that every block's norms follow (else None)."
+        if self.cfg.inject != "adaln": return None
+        if cond is None:
+            if self.null_vec is None: raise ValueError(_NO_NULL)
+            return self.null_vec.expand(batch, -1)
+        c = self.cond_vec(cond * (math.sqrt(self.cfg.cond_dim) if self.cfg.cond == "embedding" else 1.0))
+        if drop is not None and self.null_vec is not None: c = torch.where(drop[:, None], self.null_vec.to(c.dtype), c)
+        return c
+
+    def _run(self, x: Tensor, start: int, cache: KVCache | None, c: Tensor | None = None) -> Tensor:
         end = start + x.shape[1]
         cos, sin = self.rope_cos[start:end].to(x.dtype), self.rope_sin[start:end].to(x.dtype)
         x = x + self.pos_emb(self.slot_index[start:end])
-        for i, b in enumerate(self.blocks): x = b(x, cos, sin, cache, i)
+        for i, b in enumerate(self.blocks): x = b(x, cos, sin, cache, i, c)
         if cache is not None: cache.length += x.shape[1]
         return self.head(self.norm_out(x))
 
@@ -206,16 +235,17 @@ class ImageTransformer(nn.Module):
         if self.training and cfg.cond_dropout > 0 and cond is not None and drop is None:
             drop = torch.rand(b, device=tokens.device) < cfg.cond_dropout
         x = torch.cat([self.cond_tokens(cond, b, drop), self.tok_emb(tokens[:, :cfg.n_tokens - 1])], 1)
-        return self._run(x, 0, None)[:, cfg.n_cond_tokens - 1:]
+        return self._run(x, 0, None, self.cond_vector(cond, b, drop))[:, cfg.n_cond_tokens - 1:]
 
     def prefill(self, cond: Tensor | None, cache: KVCache, drop: Tensor | None = None) -> Tensor:
         "Feed the condition prefix into an empty `cache`; returns the logits `(b, vocab)` of the first token."
         x = self.cond_tokens(cond, cache.k.shape[1], drop)
-        return self._run(x, 0, cache)[:, -1]
+        cache.cond = self.cond_vector(cond, cache.k.shape[1], drop)
+        return self._run(x, 0, cache, cache.cond)[:, -1]
 
     def step(self, token: Tensor, cache: KVCache) -> Tensor:
         "Feed one token per sequence `(b,)`; returns the logits `(b, vocab)` of the next."
-        return self._run(self.tok_emb(token[:, None]), cache.length, cache)[:, -1]
+        return self._run(self.tok_emb(token[:, None]), cache.length, cache, cache.cond)[:, -1]
 
 
 _NO_NULL = ("this model has no null condition (it was trained with `cond_dropout`=0), so it cannot sample "
