@@ -273,10 +273,20 @@ def _demo(a) -> int:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 
 
+def _cap_size(v: str):
+    "--d-max: a number, or 'auto'."
+    if v == "auto": return v
+    try: return float(v)
+    except ValueError: raise argparse.ArgumentTypeError(f"must be a number in [0, 2] or 'auto', got {v!r}") from None
+
+
 def _generate_args(q: argparse.ArgumentParser):
     q.add_argument("prompts", nargs="+", metavar="PROMPT", help="captions (or image files)")
     q.add_argument("--pipeline", default=None, help=f"a folder saved by TextToImage.save (default: {DEMO_PIPELINE}, written by 'capgen demo')")
-    q.add_argument("--d-max", type=float, default=0.5, help="cap size: larger is more diverse, smaller follows the prompt more closely")
+    q.add_argument("--d-max", type=_cap_size, default=None, help="cap size: larger is more diverse, smaller follows the prompt "
+                   "more closely (default 0.5); 'auto': each prompt's cap holds --cap-share of the data")
+    q.add_argument("--cap-share", type=float, default=None, help="with --d-max auto (implied): the share of the data each "
+                   "prompt's cap holds, in (0, 1] (default 0.01)")
     q.add_argument("-n", type=int, default=8, help="images per prompt")
     q.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance scale")
     q.add_argument("--rerank", type=int, default=1, help="best-of-k: draw k·n, keep the n closest to the prompt by CLIP")
@@ -311,23 +321,30 @@ def _image_prompts(prompts: list[str]) -> dict:
 @command("generate", "images from captions, images or embeddings with a saved pipeline (default: the demo's)", _generate_args,
          more=". A PROMPT that names an image file is an image prompt (its CLIP embedding is the cap's centre).")
 def _generate(a) -> int:
-    from capgen.pipeline import image_grid, prompt_centers  # lazy: see the imports above
+    from capgen.pipeline import AUTO_SHARE, image_grid, prompt_centers  # lazy: see the imports above
     out = _png_out(a)
     _count("-n", a.n); _count("--rerank", a.rerank)
-    if not 0 <= a.d_max <= 2: raise UsageError(f"--d-max must lie in [0, 2], got {a.d_max:g}")
+    if a.cap_share is not None:
+        if a.d_max not in (None, "auto"): raise UsageError(f"--cap-share goes with --d-max auto, not --d-max {a.d_max:g}")
+        if not 0 < a.cap_share <= 1: raise UsageError(f"--cap-share must lie in (0, 1], got {a.cap_share:g}")
+        a.d_max = "auto"
+    if a.d_max is None: a.d_max = 0.5
+    if a.d_max != "auto" and not 0 <= a.d_max <= 2: raise UsageError(f"--d-max must lie in [0, 2] or be auto, got {a.d_max:g}")
     if a.cfg_scale < 0: raise UsageError(f"--cfg-scale must be ≥ 0, got {a.cfg_scale:g}")
     images = _image_prompts(a.prompts)
     pipe = _pipeline(a.pipeline, a.device)
     lo, hi = pipe.size_range
-    if not lo <= a.d_max <= hi: raise UsageError(f"--d-max {a.d_max:g} is outside the cap sizes the flow was trained on, [{lo:g}, {hi:g}]")
+    if a.d_max != "auto" and not lo <= a.d_max <= hi: raise UsageError(f"--d-max {a.d_max:g} is outside the cap sizes the flow was trained on, [{lo:g}, {hi:g}]")
     centers = torch.cat([prompt_centers(pipe.embedder, images.get(p, p))[0] for p in a.prompts])
-    gen = pipe.generate(centers, d_max=a.d_max, n=a.n, cfg_scale=a.cfg_scale, seed=a.seed, rerank=a.rerank)
+    gen = pipe.generate(centers, d_max=a.d_max, n=a.n, cfg_scale=a.cfg_scale, seed=a.seed, rerank=a.rerank, cap_share=a.cap_share)
     m = len(a.prompts)
     grid = image_grid(gen.images.reshape(-1, *gen.images.shape[2:]), a.n if m > 1 else None)
     save_png(grid, out, overwrite=True)    # checked above, before the work
     inside = gen.in_cap.flatten()
+    sizes = " ".join(f"{v:.3g}" for v in torch.as_tensor(gen.d_max).reshape(-1))
+    how = f" (auto: {a.cap_share or AUTO_SHARE:g} of the data in each)" if a.d_max == "auto" else ""
     print(f"wrote {out}: {m * a.n} images ({a.n} per prompt{', one row each' if m > 1 else ''}) in caps of d_max "
-          f"{a.d_max:g}; {int(inside.sum())}/{len(inside)} images' CLIP embeddings inside their cap")
+          f"{sizes}{how}; {int(inside.sum())}/{len(inside)} images' CLIP embeddings inside their cap")
     return 0
 
 # %% ../nbs/12_cli.ipynb #4e0cd430

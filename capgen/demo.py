@@ -95,6 +95,14 @@ def tier_parts(tier: str = "demo", device=None, log=print) -> dict:
     return out
 
 # %% ../nbs/11a_demo.ipynb #e162ace4
+def _size_label(d_max, i: int) -> str:
+    "A row's cap size: a number, or prompt `i`'s own size when each prompt has one (`d_max='auto'`)."
+    return f"d_max {d_max:g}" if isinstance(d_max, float) else f"auto: {float(d_max[i]):.2f}"
+
+
+def _size_key(s) -> str: return s if s == "auto" else f"{s:g}"
+
+
 def prompt_figure(gens: list, i: int, size: float = 0.9):
     "Prompt `i` of each `Generation` in `gens` (one per cap size) as rows of one figure."
     n = gens[0].images.shape[1]
@@ -103,7 +111,7 @@ def prompt_figure(gens: list, i: int, size: float = 0.9):
         for j in range(n):
             ax = axs[r, j]; ax.imshow(g.images[i, j]); ax.set_xticks([]); ax.set_yticks([])
             if not bool(g.in_cap[i, j]): [s.set(color="tab:red", lw=2) for s in ax.spines.values()]
-        axs[r, 0].set_ylabel(f"d_max {g.d_max:g}", fontsize=8)
+        axs[r, 0].set_ylabel(_size_label(g.d_max, i), fontsize=8)
     fig.suptitle(gens[0].labels[i], fontsize=10)
     fig.tight_layout()
     return fig
@@ -195,9 +203,9 @@ def demo(out: str | Path = "capgen-demo", tier: str = "demo", prompts=DEMO_PROMP
     if any(not lo <= s <= hi for s in sizes): raise ValueError(f"`sizes` {sizes} must lie in the flow's range [{lo:g}, {hi:g}]")
     out = Path(out)
     with atomic_dir(out, "demo") as work:
-        log(f"generating {n} images for each of {len(prompts)} prompts at cap sizes {sizes} …")
+        log(f"generating {n} images for each of {len(prompts)} prompts at cap sizes auto, {sizes} …")
         t0 = time.perf_counter()
-        gens = [pipe.generate(prompts, d_max=s, n=n, cfg_scale=cfg_scale, seed=seed) for s in sizes]
+        gens = [pipe.generate(prompts, d_max=s, n=n, cfg_scale=cfg_scale, seed=seed) for s in ["auto", *sizes]]
         grids = _write_grids(work, gens, prompts)
         seconds["generation"] = round(time.perf_counter() - t0, 1)
         log(f"evaluating: {eval_prompts} random prompts × {eval_images} images, reader's verdict …")
@@ -205,10 +213,9 @@ def demo(out: str | Path = "capgen-demo", tier: str = "demo", prompts=DEMO_PROMP
         world = ShapesWorld(pipe.tokenizer.image_size)
         reader_acc = reader_accuracy(parts["reader"], world.images(range(500), "test"), world.attributes(range(500), "test"))
         texts, attrs = draw_prompts(eval_prompts, seed=seed)
-        sw = sweep(pipe, parts["reader"], texts, attrs, sizes=sizes, n=eval_images, cfg_scale=cfg_scale, seed=seed)
+        sw = sweep(pipe, parts["reader"], texts, attrs, sizes=[*sizes, "auto"], n=eval_images, cfg_scale=cfg_scale, seed=seed)
         fig = plot_sweep(sw, f"capgen demo ({tier}): adherence against cap size"); fig.savefig(work / "sweep.png", dpi=100); plt.close(fig)
-        d_mid = sizes[len(sizes) // 2]
-        table = compare(pipe, parts["reader"], texts, attrs, None, n=eval_images, d_max=d_mid, cfg_scale=cfg_scale,
+        table = compare(pipe, parts["reader"], texts, attrs, None, n=eval_images, d_max="auto", cfg_scale=cfg_scale,
                         seed=seed, reranks=(4,), methods="ABDE")
         seconds["evaluation"] = round(time.perf_counter() - t0, 1)
         log("saving the pipeline …")
@@ -216,10 +223,11 @@ def demo(out: str | Path = "capgen-demo", tier: str = "demo", prompts=DEMO_PROMP
         seconds["total"] = round(time.perf_counter() - t_start, 1)
         metrics = {"capgen": capgen.__version__, "tier": tier, "seed": seed, "cfg_scale": cfg_scale, "seconds": seconds,
                    "prompts": prompts, "sizes": sizes, "grids": grids,
-                   "in_cap": {f"{g.d_max:g}": float(g.in_cap.float().mean()) for g in gens},
+                   "in_cap": {_size_key(s): float(g.in_cap.float().mean()) for s, g in zip(["auto", *sizes], gens)},
+                   "auto_sizes": {p: round(float(v), 4) for p, v in zip(prompts, gens[0].d_max)},
                    "reader_accuracy": {k: round(100 * v, 1) for k, v in reader_acc.items()},
-                   "eval": {"prompts": eval_prompts, "images_per_prompt": eval_images, "d_max": d_mid},
-                   "sweep": {f"{s:g}": _pct(r) for s, r in sw.to_dict("index").items()},
+                   "eval": {"prompts": eval_prompts, "images_per_prompt": eval_images, "d_max": "auto"},
+                   "sweep": {_size_key(s): _pct(r) for s, r in sw.to_dict("index").items()},
                    "comparison": {k: _pct(r) for k, r in table.to_dict("index").items()}}
         (work / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (work / "report.html").write_text(_report_html(metrics, grids))

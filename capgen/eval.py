@@ -159,7 +159,7 @@ def _finish(pipe, tokens, cond, labels, centers, d_max, m, n) -> Generation:
     images = pipe.tokenizer.decode(tokens).numpy()
     img_emb = F.normalize(torch.as_tensor(pipe.embedder.embed_images(images)).float().cpu(), dim=-1)
     g = tokens.shape[-1]
-    return Generation(labels, centers, float(d_max), cond.reshape(m, n, -1), tokens.view(m, n, g, g),
+    return Generation(labels, centers, d_max if isinstance(d_max, Tensor) else float(d_max), cond.reshape(m, n, -1), tokens.view(m, n, g, g),
                       images.reshape(m, n, *images.shape[1:]), img_emb.view(m, n, -1))
 
 
@@ -172,6 +172,9 @@ def method_images(method: str, pipe: TextToImage, texts: list[str], attrs: list[
     other than the shapes world; by default D renders scenes with `attrs` and E draws random renders."""
     centers, _ = prompt_centers(pipe.embedder, texts)
     m = len(texts)
+    if d_max == "auto":   # each prompt's own size (`TextToImage.cap_size`), for every method alike
+        if method == "B": return pipe.generate(texts, d_max="auto", n=n, cfg_scale=cfg_scale, seed=seed, rerank=rerank)
+        d_max = pipe.cap_size(centers)
     if method == "B":
         return pipe.generate(texts, d_max=d_max, n=n, cfg_scale=cfg_scale, seed=seed, rerank=rerank)
     if method == "A":
@@ -184,7 +187,7 @@ def method_images(method: str, pipe: TextToImage, texts: list[str], attrs: list[
         if cap_model is None: raise ValueError("method 'C' needs `cap_model`, a transformer with cond='cap'")
         dev = next(cap_model.parameters()).device
         gt = torch.Generator(dev).manual_seed(seed + 1)
-        caps = Cap(centers, torch.full((m,), float(d_max)))
+        caps = Cap(centers, d_max if isinstance(d_max, Tensor) else torch.full((m,), float(d_max)))
         tokens = generate(cap_model, caps.to(dev), n=n, cfg_scale=cfg_scale, generator=gt).cpu()
         return _finish(pipe, tokens, centers.repeat_interleave(n, 0), texts, centers, d_max, m, n)
     if method == "E":
@@ -194,7 +197,7 @@ def method_images(method: str, pipe: TextToImage, texts: list[str], attrs: list[
             images = ShapesWorld(pipe.tokenizer.image_size).images(idx.tolist(), "test")
         img_emb = F.normalize(torch.as_tensor(pipe.embedder.embed_images(images)).float().cpu(), dim=-1)
         s = images.shape
-        return Generation(texts, centers, float(d_max), img_emb.view(m, n, -1), torch.zeros(m, n, 0, 0, dtype=torch.long),
+        return Generation(texts, centers, d_max if isinstance(d_max, Tensor) else float(d_max), img_emb.view(m, n, -1), torch.zeros(m, n, 0, 0, dtype=torch.long),
                           images.reshape(m, n, *s[1:]), img_emb.view(m, n, -1))
     raise ValueError(f"`method` must be one of 'A', 'B', 'C', 'D', 'E', got {method!r}")
 
@@ -227,30 +230,40 @@ def compare(pipe: TextToImage, reader, texts: list[str], attrs: list[dict], cap_
 # %% ../nbs/11_eval.ipynb #23af63f6
 def sweep(pipe: TextToImage, reader, texts: list[str], attrs: list[dict], sizes=(0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
           n: int = 8, cfg_scale: float = 3.0, seed: int = 0, rerank: int = 1, progress: bool = True):
-    "A DataFrame indexed by `d_max`: `summarize` of `n` images per prompt at each cap size in `sizes`."
+    """A DataFrame indexed by `d_max`: `summarize` of `n` images per prompt at each cap size in `sizes` (a size
+    'auto' gives each prompt its own, `TextToImage.cap_size`)."""
     rows = {}
     for s in progress_bar(list(sizes), display=progress, leave=False):
-        rows[float(s)] = summarize(pipe.generate(texts, d_max=float(s), n=n, cfg_scale=cfg_scale, seed=seed, rerank=rerank), reader, attrs)
+        s = s if s == "auto" else float(s)
+        rows[s] = summarize(pipe.generate(texts, d_max=s, n=n, cfg_scale=cfg_scale, seed=seed, rerank=rerank), reader, attrs)
     return pd.DataFrame(rows).T.rename_axis("d_max")
 
 
 def plot_sweep(df, title: str | None = None):
-    "Adherence per attribute (left) and in-cap rate and diversity (right) against `d_max`; returns the figure."
+    """Adherence per attribute (left) and in-cap rate and diversity (right) against `d_max`; a row 'auto' (each
+    prompt's own size) is drawn as dotted lines across; returns the figure."""
     import matplotlib.pyplot as plt
+    auto = df.loc["auto"] if "auto" in df.index else None
+    df = df.loc[[i for i in df.index if i != "auto"]]
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
     for k in [c for c in df.columns if c in READ or c == "all"]:
-        ax[0].plot(df.index, 100 * df[k], "o-", label=k, lw=2.5 if k == "all" else 1.2)
-    ax[0].set(xlabel="cap size d_max", ylabel="% of images", title="adherence (attribute reader)", ylim=(0, 101))
+        line, = ax[0].plot(df.index, 100 * df[k], "o-", label=k, lw=2.5 if k == "all" else 1.2)
+        if auto is not None: ax[0].axhline(100 * auto[k], color=line.get_color(), ls=":", lw=1)
+    ax[0].set(xlabel="cap size d_max" + (" (dotted: auto size)" if auto is not None else ""), ylabel="% of images",
+              title="adherence (attribute reader)", ylim=(0, 101))
     ax[0].legend(fontsize=8)
     ax[1].plot(df.index, 100 * df["in_cap"], "o-", color="k", label="images in the cap")
+    if auto is not None: ax[1].axhline(100 * auto["in_cap"], color="k", ls=":", lw=1, label="in the cap, auto size")
     ax[1].set(xlabel="cap size d_max", ylabel="% of images", ylim=(0, 101), title="in-cap rate and diversity")
     tw = ax[1].twinx()
     tw.plot(df.index, df["diversity"], "s--", color="tab:purple", label="diversity")
+    if auto is not None: tw.axhline(auto["diversity"], color="tab:purple", ls=":", lw=1)
     tw.set_ylabel("mean pairwise cosine distance", color="tab:purple")
     ax[1].legend(loc="lower right", fontsize=8)
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
 
 # %% ../nbs/11_eval.ipynb #7a1b2036
 PROMPT_SUFFIXES = (".txt", ".jsonl", ".csv")

@@ -32,7 +32,8 @@ from .tokenizer import Tokenizer, VQGANTokenizer, load_tokenizer, load_vqgan
 
 # %% auto #0
 __all__ = ['PARTS', 'AUTO_SHARE', 'prompt_centers', 'Generation', 'image_grid', 'cap_size_for_share', 'check_fit', 'TextToImage',
-           'best_of', 'default_pipeline', 'load_clip', 'load_image_tokenizer', 'assemble']
+           'best_of', 'default_pipeline', 'load_clip', 'load_image_tokenizer', 'assemble', 'PromptExplorer',
+           'prompt_explorer']
 
 # %% ../nbs/10_pipeline.ipynb #ba21add7
 def _is_image_batch(x) -> bool:
@@ -401,3 +402,96 @@ def assemble(clip,          # an `Embedder`, or a spec `load_clip` takes
     if is_spec(clip): clip = _loaded("clip", lambda: load_clip(clip, device))
     check_fit(clip, flow, transformer, tokenizer, names={"embedder": "clip"})
     return TextToImage(clip, flow, transformer, tokenizer).to(device)
+
+# %% ../nbs/10_pipeline.ipynb #49bc435d
+def _png(image: Image.Image) -> bytes:
+    "`image` as PNG bytes."
+    import io
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class PromptExplorer:
+    """Try prompts on a pipeline interactively: a text box for the prompt, a slider for the cap size `d_max`, an
+    'auto size' box (each prompt's cap then holds `AUTO_SHARE` of the data, and the line under the images gives the
+    size it picked) and a seed; below them the grid of the `n` images (twice as large when they are under 128 pixels)
+    and how many of them CLIP places inside the cap. Changing a control calls `update`, which redraws; `widget` is the
+    whole box to display, `generation` the `Generation` shown."""
+    def __init__(self,
+                 pipe: TextToImage,                           # the pipeline that draws the images
+                 prompt: str = "a red star in the top left",  # the caption to start with
+                 d_max: float = 0.5,                          # the cap size to start with (kept inside the slider's range)
+                 n: int = 8,                                  # images per prompt
+                 seed: int = 0,                               # the seed to start with: same seed, same images
+                 cfg_scale: float = 3.0,                      # the transformer's classifier-free guidance (1: none)
+                ):
+        import ipywidgets as w
+        check_int("n", n)
+        _check_sampling(1.0, None, None, None, cfg_scale)
+        self.pipe, self.n, self.cfg_scale = pipe, n, cfg_scale
+        lo, hi = self.slider_range(pipe)
+        self.prompt = w.Text(value=prompt, description="prompt", continuous_update=False, layout=w.Layout(width="36em"))
+        self.d_max = w.FloatSlider(value=min(max(float(d_max), lo), hi), min=lo, max=hi, step=0.05, description="d_max",
+                                   readout_format=".2f", continuous_update=False)
+        self.auto = w.Checkbox(value=False, description="auto size", indent=False)
+        self.seed = w.IntText(value=seed, description="seed", layout=w.Layout(width="12em"))
+        self.image, self.status = w.Image(format="png", layout=w.Layout(align_self="flex-start")), w.Label()
+        self.output = w.VBox([self.image, self.status])
+        for c, name in ((self.prompt, "prompt"), (self.d_max, "d-max"), (self.auto, "auto"), (self.seed, "seed"),
+                        (self.image, "image"), (self.status, "status")):
+            c.add_class(f"capgen-explorer-{name}")     # names for styling, and for finding them in a page
+        self.generation, self.error, self._shown = None, None, None
+        for c in (self.prompt, self.d_max, self.auto, self.seed): c.observe(self.update, names="value")
+        self.widget = w.VBox([w.HBox([self.prompt, self.auto]), w.HBox([self.d_max, self.seed]), self.output])
+        self.widget.add_class("capgen-explorer")
+        self.update()
+
+    @staticmethod
+    def slider_range(pipe: TextToImage) -> tuple[float, float]:
+        "The slider's cap sizes: the flow's range of sizes, within [0.05, 1] (a cap of size 1 reaches the equator)."
+        lo, hi = pipe.size_range
+        lo = max(0.05, math.ceil(round(lo / 0.05, 6)) * 0.05)
+        return round(lo, 2), round(max(lo, min(hi, 1.0)), 2)
+
+    def arguments(self) -> dict:
+        "What the controls ask `TextToImage.generate` for."
+        return dict(prompt=self.prompt.value, d_max="auto" if self.auto.value else round(float(self.d_max.value), 4),
+                    n=self.n, seed=int(self.seed.value), cfg_scale=self.cfg_scale)
+
+    def update(self,
+               change=None,   # what a control's observer passes (its change: not needed, the controls are read)
+              ) -> Generation | None:
+        """Draw the images the controls ask for and return their `Generation` (a control's change calls this); nothing
+        is drawn again when the request is the one shown. A bad value (an empty prompt, a negative seed) hides the
+        images and shows why in their place, and gives None."""
+        self.d_max.disabled = self.auto.value       # 'auto size' picks the size itself
+        args = self.arguments()
+        if args == self._shown: return self.generation
+        try:
+            if args["seed"] < 0: raise ValueError(f"the seed must be 0 or more, got {args['seed']}")
+            gen = self.pipe.generate(**args)
+        except ValueError as e:
+            self.generation, self.error, self._shown = None, str(e), None
+            self.image.value, self.image.layout.display = b"", "none"
+            self.status.value = f"No images: {e}"
+            return None
+        k, size = int(gen.in_cap[0].sum()), float(torch.as_tensor(gen.d_max).reshape(-1)[0])
+        auto = f" (auto size: the cap holding {AUTO_SHARE:.0%} of the data)" if self.auto.value else ""
+        self.generation, self.error, self._shown = gen, None, args
+        grid = gen.grid(0, ncols=min(self.n, 4))
+        self.image.value, self.image.layout.display = _png(grid), None
+        self.image.width = str(grid.width * (2 if gen.images.shape[2] < 128 else 1))   # small images shown twice as large
+        self.status.value = f"{k}/{self.n} images inside the cap of d_max {size:.2f}{auto}"
+        return gen
+
+
+def prompt_explorer(pipe: TextToImage,                           # the pipeline that draws the images
+                    prompt: str = "a red star in the top left",  # the caption to start with
+                    d_max: float = 0.5,                          # the cap size to start with
+                    n: int = 8,                                  # images per prompt
+                    seed: int = 0,                               # the seed to start with
+                    cfg_scale: float = 3.0,                      # the transformer's classifier-free guidance (1: none)
+                   ) -> PromptExplorer:
+    "An interactive explorer of `pipe`'s images for a prompt: display its `widget` in Jupyter (see `PromptExplorer`)."
+    return PromptExplorer(pipe, prompt, d_max, n, seed, cfg_scale)

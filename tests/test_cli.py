@@ -97,7 +97,7 @@ def test_demo_fast_end_to_end(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["capgen.json", "grids", "metrics.json", "pipeline", "report.html", "sweep.png"]
     assert len(list((out / "grids").glob("*.png"))) == 4
     m = json.loads((out / "metrics.json").read_text())
-    assert m["tier"] == "fast" and set(m["sweep"]) == {"0.2", "0.5", "0.8"}
+    assert m["tier"] == "fast" and set(m["sweep"]) == {"0.2", "0.5", "0.8", "auto"}
     for k in ("CLIP", "reader", "tokenizer", "transformer", "flow", "generation", "evaluation", "total"):
         assert m["seconds"][k] >= 0
     r = capgen_cmd("generate", "a red star in the top left", "--d-max", "0.7", "-n", "16", "-o", "grid.png",

@@ -150,11 +150,13 @@ API_METHODS = {   # public methods defined inside classes: nbdev documents only 
     "07_tokenizer": ["Tokenizer.encode", "Tokenizer.decode", "Tokenizer.reconstruct"],
     "07b_sources": ["Source.read", "Source.decode", "Source.fingerprint", "ShardedSource.read_shard"],
     "09_transformer": ["ImageTransformer.cond_tokens", "ImageTransformer.prefill", "ImageTransformer.step"],
-    "10_pipeline": ["Generation.grid", "Generation.show", "TextToImage.generate", "TextToImage.save", "TextToImage.load", "TextToImage.to"],
+    "10_pipeline": ["Generation.grid", "Generation.show", "TextToImage.generate", "TextToImage.save", "TextToImage.load", "TextToImage.to",
+                    "PromptExplorer.update"],
 }
 DOCUMENTED_PARAMETERS = ["capgen.pipeline.TextToImage.generate", "capgen.pipeline.TextToImage.save", "capgen.pipeline.TextToImage.load",
                          "capgen.pipeline.Generation.grid", "capgen.pipeline.Generation.show", "capgen.clip.Embedder.embed_images",
-                         "capgen.clip.Embedder.embed_texts"]
+                         "capgen.clip.Embedder.embed_texts", "capgen.pipeline.PromptExplorer.__init__",
+                         "capgen.pipeline.PromptExplorer.update"]
 
 
 @pytest.mark.parametrize("page", sorted(API_METHODS))

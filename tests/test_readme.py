@@ -68,7 +68,7 @@ def run_job(job: str, tmp_path: Path, timeout: int):
     assert len(m["grids"]) == len(DEMO_PROMPTS) and "sweep.png" in report
     for g in m["grids"]:
         assert g in report and Image.open(out / g).size[0] > 300, g
-    assert set(m["in_cap"]) == {f"{s:g}" for s in DEMO_SIZES}
+    assert set(m["in_cap"]) == {f"{s:g}" for s in DEMO_SIZES} | {"auto"} and set(m["auto_sizes"]) == set(DEMO_PROMPTS)
     assert set(m["seconds"]) >= {"CLIP", "reader", "tokenizer", "transformer", "flow", "total"}
     pipe = TextToImage.load(out / "pipeline")
     assert not list((tmp_path / "cache").glob("*.checkpoints"))     # every part finished: no checkpoint left behind
