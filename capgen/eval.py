@@ -155,11 +155,14 @@ def _from_conditions(pipe: TextToImage, cond, labels, centers, d_max, m, n, cfg_
     return _finish(pipe, tokens, cond, labels, centers, d_max, m, n)
 
 
+def _sizes(d_max) -> float | Tensor: return d_max if isinstance(d_max, Tensor) else float(d_max)   # one, or one per prompt
+
+
 def _finish(pipe, tokens, cond, labels, centers, d_max, m, n) -> Generation:
     images = pipe.tokenizer.decode(tokens).numpy()
     img_emb = F.normalize(torch.as_tensor(pipe.embedder.embed_images(images)).float().cpu(), dim=-1)
     g = tokens.shape[-1]
-    return Generation(labels, centers, d_max if isinstance(d_max, Tensor) else float(d_max), cond.reshape(m, n, -1), tokens.view(m, n, g, g),
+    return Generation(labels, centers, _sizes(d_max), cond.reshape(m, n, -1), tokens.view(m, n, g, g),
                       images.reshape(m, n, *images.shape[1:]), img_emb.view(m, n, -1))
 
 
@@ -172,9 +175,7 @@ def method_images(method: str, pipe: TextToImage, texts: list[str], attrs: list[
     other than the shapes world; by default D renders scenes with `attrs` and E draws random renders."""
     centers, _ = prompt_centers(pipe.embedder, texts)
     m = len(texts)
-    if d_max == "auto":   # each prompt's own size (`TextToImage.cap_size`), for every method alike
-        if method == "B": return pipe.generate(texts, d_max="auto", n=n, cfg_scale=cfg_scale, seed=seed, rerank=rerank)
-        d_max = pipe.cap_size(centers)
+    if d_max == "auto" and method != "B": d_max = pipe.cap_size(centers)   # each prompt's own size, as B picks it
     if method == "B":
         return pipe.generate(texts, d_max=d_max, n=n, cfg_scale=cfg_scale, seed=seed, rerank=rerank)
     if method == "A":
@@ -197,7 +198,7 @@ def method_images(method: str, pipe: TextToImage, texts: list[str], attrs: list[
             images = ShapesWorld(pipe.tokenizer.image_size).images(idx.tolist(), "test")
         img_emb = F.normalize(torch.as_tensor(pipe.embedder.embed_images(images)).float().cpu(), dim=-1)
         s = images.shape
-        return Generation(texts, centers, d_max if isinstance(d_max, Tensor) else float(d_max), img_emb.view(m, n, -1), torch.zeros(m, n, 0, 0, dtype=torch.long),
+        return Generation(texts, centers, _sizes(d_max), img_emb.view(m, n, -1), torch.zeros(m, n, 0, 0, dtype=torch.long),
                           images.reshape(m, n, *s[1:]), img_emb.view(m, n, -1))
     raise ValueError(f"`method` must be one of 'A', 'B', 'C', 'D', 'E', got {method!r}")
 

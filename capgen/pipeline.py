@@ -207,9 +207,8 @@ class TextToImage:
                 ) -> Tensor:
         """The cap size `d_max` (m,) that `generate(prompt, d_max='auto', cap_share=share)` uses: for each prompt the
         smallest cap around it holding `share` of `reference_embeddings()`, within the flow's range of sizes."""
-        centers = prompt if isinstance(prompt, Tensor) and prompt.ndim == 2 else prompt_centers(self.embedder, prompt)[0]
         lo, hi = self.size_range
-        return cap_size_for_share(centers, self.reference_embeddings(), share).clamp(lo, hi)
+        return cap_size_for_share(prompt_centers(self.embedder, prompt)[0], self.reference_embeddings(), share).clamp(lo, hi)
 
     def to(self, device) -> TextToImage:
         "Move every part to `device` (None: leave them where they are)."
