@@ -4,7 +4,8 @@ Runs the installed `capgen demo` in a fresh process with an empty cache (`CAPGEN
 so every part is trained (CLIP, reader, tokenizer, transformer, flow), the dataset is built, images are generated and
 evaluated. Prints and records the wall time of the whole command, the seconds of each step (from the demo's
 `metrics.json`), and the prompt adherence it measured, against the ≤ 15 minute goal on 2 CPU cores, and checks the
-adherence floors of the README test (exits 1 below a goal).
+adherence floors of the README test (exits 1 below a goal). Beside each figure it prints the one the results file
+held before this run (the previous default, with the machine that measured it).
 
 Run: `python benchmarks/demo.py [--tier demo|fast|full]` (writes `benchmarks/results/demo.md`, shown on the demo's
 docs page, 11a_demo; `--tier fast` writes `demo-fast.md`).
@@ -26,9 +27,45 @@ import torch
 
 import capgen
 from capgen.demo import demo_shortfalls
+from capgen.pipeline import AUTO_SHARE
 from _report import cpu_model, publish
 
 GOAL_S = 15 * 60
+
+
+def _fmt(v) -> str: return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+def previous_figures(text: str) -> dict:
+    """The figures a results file written by this script holds: `{'machine', 'minutes', 'seconds': {step: s},
+    'rows': {first cell: {column: value}}}` (every Markdown table row, keyed by its first cell); {} for no file."""
+    import re
+    if not text: return {}
+    out = {"machine": (re.search(r"Machine: (.+?), \d+ torch threads", text) or [None, "?"])[1],
+           "minutes": float(re.search(r"\*\*([\d.]+) minutes\*\*", text).group(1)), "seconds": {}, "rows": {}}
+    header = None
+    for line in text.splitlines():
+        if not line.startswith("|"): header = None; continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if header is None: header = cells; continue
+        if set(cells[0]) <= set("-:"): continue
+        if header == ["step", "seconds"]: out["seconds"][cells[0]] = float(cells[1])
+        else: out["rows"][cells[0]] = dict(zip(header[1:], cells[1:]))
+    return out
+
+
+def beside(prev: dict, m: dict, wall: float) -> list[str]:
+    "Markdown: the main figures of this run (`metrics.json` `m`) beside `prev`'s (`previous_figures`)."
+    if not prev: return []
+    lines = [f"This run beside the previous recorded default (measured on {prev['machine']}):", "",
+             "| figure | previous | now |", "|---|---:|---:|", f"| wall minutes | {prev['minutes']:g} | {wall / 60:.1f} |"]
+    lines += [f"| {k} s | {_fmt(prev['seconds'].get(k, '—'))} | {v:.0f} |" for k, v in m["seconds"].items() if k != "total"]
+    for key, label in (("0.5", "d_max 0.5"), ("auto", "auto size"), ("D: oracle, real image's embedding → transformer", "oracle D")):
+        now = m["sweep"].get(key) or next((v for k, v in m["comparison"].items() if k == key), None)
+        for c in ("shape", "colour", "size", "position", "in_cap", "diversity"):
+            if now is None or c not in now: continue
+            lines.append(f"| {label} {c} | {prev['rows'].get(key, {}).get(c, '—')} | {_fmt(now[c])} |")
+    return lines + [""]
 
 
 def main():
@@ -37,6 +74,9 @@ def main():
     a = p.parse_args()
     exe = shutil.which("capgen")
     if exe is None: sys.exit("the `capgen` command is not on PATH: pip install -e . first")
+    name = "demo.md" if a.tier == "demo" else f"demo-{a.tier}.md"
+    old = Path(__file__).parent / "results" / name
+    prev = previous_figures(old.read_text() if old.exists() else "")
     with tempfile.TemporaryDirectory(prefix="capgen-demo-bench-") as tmp:
         env = os.environ | {"CAPGEN_CACHE": str(Path(tmp) / "cache")}
         t0 = time.perf_counter()
@@ -59,9 +99,13 @@ def main():
     cols = list(next(iter(m["sweep"].values())).keys())
     lines += ["| d_max | " + " | ".join(cols) + " |", "|---:" + "|---:" * len(cols) + "|"]
     lines += [f"| {s} | " + " | ".join(f"{v:g}" for v in r.values()) + " |" for s, r in m["sweep"].items()]
-    lines += ["", f"Other routes at d_max {m['eval']['d_max']:g}:", "", "| method | " + " | ".join(cols) + " |", "|---" + "|---:" * len(cols) + "|"]
+    if "auto_sizes" in m:
+        v = sorted(m["auto_sizes"].values())
+        lines += ["", f"Cap sizes picked by `d_max='auto'` (each prompt's smallest cap holding {AUTO_SHARE:g} of the "
+                  f"data) for the demo's prompts: {v[0]:.3f} to {v[-1]:.3f}."]
+    lines += ["", f"Other routes at d_max {_fmt(m['eval']['d_max'])} (auto: each prompt's own size):", "", "| method | " + " | ".join(cols) + " |", "|---" + "|---:" * len(cols) + "|"]
     lines += [f"| {k} | " + " | ".join(f"{v:g}" for v in r.values()) + " |" for k, r in m["comparison"].items()]
-    name = "demo.md" if a.tier == "demo" else f"demo-{a.tier}.md"
+    lines += [""] + beside(prev, m, wall)
     publish(lines, Path(__file__).parent / "results" / name)
     failed = []
     if a.tier == "demo":

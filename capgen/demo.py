@@ -39,7 +39,7 @@ TIERS = {
                  transformer=dict(epochs=1, d_model=64, n_heads=2, n_layers=1), flow=dict(epochs=2, width=64, depth=2)),
     "demo": dict(clip=dict(n_train=40_000, n_valid=1_000, epochs=5), reader=dict(n_train=20_000, n_valid=1_000, epochs=3),
                  tokenizer=dict(n_train=30_000, n_valid=1_000, epochs=2), renders=20_000,
-                 transformer=dict(epochs=3), flow=dict(epochs=10)),
+                 transformer=dict(epochs=3, batch_size=16, inject="adaln"), flow=dict(epochs=10)),
     "full": None,   # every page's defaults
 }
 DEMO_PROMPTS = ("a red star in the top left", "a large blue heart in the centre",
@@ -84,7 +84,7 @@ def tier_parts(tier: str = "demo", device=None, log=print) -> dict:
             device, configs=(kcfg, replace(kdata, **kd), replace(ktc, **ke))))
         tok, emb = out["tokenizer"], out["embedder"]
         tcfg, _, ttc = tt.default_configs(tok, emb)
-        te, ta = _split(t["transformer"], ("epochs",))
+        te, ta = _split(t["transformer"], ("epochs", "batch_size"))   # training; the rest: the model
         out["transformer"] = step(4, "transformer", lambda: tt.default_transformer(
             tok, emb, device, configs=(replace(tcfg, **ta), t["renders"], replace(ttc, **te))))
         fcfg, ftc = flow_configs(emb)
