@@ -235,7 +235,7 @@ def demo(out: str | Path = "capgen-demo", tier: str = "demo", prompts=DEMO_PROMP
     return metrics
 
 # %% ../nbs/11a_demo.ipynb #4c111c92
-DEMO_FLOORS = {("B", "colour"): 80, ("B", "position"): 80, ("B", "shape"): 30}   # % of images, at least
+DEMO_FLOORS = {("B", "colour"): 80, ("B", "position"): 80, ("B", "shape"): 40}   # % of images, at least
 DEMO_CHANCE_CEILINGS = {("E", "colour"): 30, ("E", "shape"): 30}               # % of images, at most
 
 
