@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 import capgen
-from capgen.demo import demo_shortfalls
+from capgen.demo import demo_shortfalls, recorded_run
 from capgen.pipeline import AUTO_SHARE
 from _report import cpu_model, publish
 
@@ -36,26 +36,8 @@ GOAL_S = 15 * 60
 def _fmt(v) -> str: return f"{v:g}" if isinstance(v, (int, float)) else str(v)
 
 
-def previous_figures(text: str) -> dict:
-    """The figures a results file written by this script holds: `{'machine', 'minutes', 'seconds': {step: s},
-    'rows': {first cell: {column: value}}}` (every Markdown table row, keyed by its first cell); {} for no file."""
-    import re
-    if not text: return {}
-    out = {"machine": (re.search(r"Machine: (.+?), \d+ torch threads", text) or [None, "?"])[1],
-           "minutes": float(re.search(r"\*\*([\d.]+) minutes\*\*", text).group(1)), "seconds": {}, "rows": {}}
-    header = None
-    for line in text.splitlines():
-        if not line.startswith("|"): header = None; continue
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if header is None: header = cells; continue
-        if set(cells[0]) <= set("-:"): continue
-        if header == ["step", "seconds"]: out["seconds"][cells[0]] = float(cells[1])
-        else: out["rows"][cells[0]] = dict(zip(header[1:], cells[1:]))
-    return out
-
-
 def beside(prev: dict, m: dict, wall: float) -> list[str]:
-    "Markdown: the main figures of this run (`metrics.json` `m`) beside `prev`'s (`previous_figures`)."
+    "Markdown: the main figures of this run (`metrics.json` `m`) beside `prev`'s (`recorded_run` of the previous file)."
     if not prev: return []
     lines = [f"This run beside the previous recorded default (measured on {prev['machine']}):", "",
              "| figure | previous | now |", "|---|---:|---:|", f"| wall minutes | {prev['minutes']:g} | {wall / 60:.1f} |"]
@@ -64,7 +46,8 @@ def beside(prev: dict, m: dict, wall: float) -> list[str]:
         now = m["sweep"].get(key) or next((v for k, v in m["comparison"].items() if k == key), None)
         for c in ("shape", "colour", "size", "position", "in_cap", "diversity"):
             if now is None or c not in now: continue
-            lines.append(f"| {label} {c} | {prev['rows'].get(key, {}).get(c, '—')} | {_fmt(now[c])} |")
+            was = (prev["sweep"].get(key) or prev["routes"].get(key) or {}).get(c, "—")
+            lines.append(f"| {label} {c} | {_fmt(was)} | {_fmt(now[c])} |")
     return lines + [""]
 
 
@@ -76,7 +59,7 @@ def main():
     if exe is None: sys.exit("the `capgen` command is not on PATH: pip install -e . first")
     name = "demo.md" if a.tier == "demo" else f"demo-{a.tier}.md"
     old = Path(__file__).parent / "results" / name
-    prev = previous_figures(old.read_text() if old.exists() else "")
+    prev = recorded_run(old.read_text()) if old.exists() else {}
     with tempfile.TemporaryDirectory(prefix="capgen-demo-bench-") as tmp:
         env = os.environ | {"CAPGEN_CACHE": str(Path(tmp) / "cache")}
         t0 = time.perf_counter()

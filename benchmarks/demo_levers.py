@@ -24,8 +24,6 @@ import math
 import time
 from pathlib import Path
 
-import torch
-
 from capgen import demo as D, eval as E
 from capgen.eval import eval_prompts, method_images, oracle_images, adherence, summarize
 from capgen.pipeline import TextToImage
@@ -47,7 +45,6 @@ VARIANTS = {
     "top-k 32": ({}, {"top_k": 32}),
 }
 PROMPTS, PER_PROMPT, SEED, CFG = 96, 4, 1, 3.0
-COLS = ("shape", "colour", "size", "position", "all", "in_cap", "diversity")
 HERE = Path(__file__).parent / "results"
 
 

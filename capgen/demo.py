@@ -281,10 +281,11 @@ def _table(text: str, first: str) -> dict:
 
 
 def recorded_run(text: str) -> dict:
-    """The figures of a results file `benchmarks/demo.py` wrote (its Markdown `text`): `{'minutes', 'machine', 'size',
-    'row', 'sweep', 'reader', 'oracle'}`: `row` is the adherence (% per column) at the cap size each prompt picked
-    (`size` 'auto'; d_max 0.5 in files from before the demo picked sizes), `sweep` every size's row, `reader` the
-    reader's own accuracy on real renders, `oracle` row D (a real image's own embedding → transformer)."""
+    """The figures of a results file `benchmarks/demo.py` wrote (its Markdown `text`): `{'minutes', 'machine',
+    'seconds', 'size', 'row', 'sweep', 'routes', 'reader', 'oracle'}`: `seconds` per step, `row` the adherence (% per
+    column) at the cap size each prompt picked (`size` 'auto'; d_max 0.5 in files from before the demo picked sizes),
+    `sweep` every size's row, `routes` every method's row, `reader` the reader's own accuracy on real renders,
+    `oracle` row D (a real image's own embedding → transformer)."""
     minutes = re.search(r"\*\*([\d.]+) minutes\*\*", text)
     if not (minutes and "| d_max |" in text): raise ValueError("`text` is not a results file of benchmarks/demo.py")
     sweep = _table(text, "d_max")
@@ -292,8 +293,9 @@ def recorded_run(text: str) -> dict:
     machine = re.search(r"Machine: (.+?), \d+ torch threads", text)
     reader = re.search(r"^Reader's own accuracy[^:]*: (.*)\.$", text, re.M)
     routes = _table(text, "method") if "| method |" in text else {}
-    return {"minutes": float(minutes.group(1)), "machine": machine.group(1) if machine else "?", "size": size,
-            "row": sweep[size], "sweep": sweep,
+    seconds = {k: v["seconds"] for k, v in _table(text, "step").items()} if "| step |" in text else {}
+    return {"minutes": float(minutes.group(1)), "machine": machine.group(1) if machine else "?", "seconds": seconds,
+            "size": size, "row": sweep[size], "sweep": sweep, "routes": routes,
             "reader": {k: float(v.rstrip("%")) for k, v in (x.split() for x in reader.group(1).split(", "))} if reader else {},
             "oracle": next((v for k, v in routes.items() if k.startswith("D:")), None)}
 
