@@ -34,10 +34,10 @@ from .training import ema_weights, make_learner
 
 # %% auto #0
 __all__ = ['TABLEAUS', 'FIXED_STEP', 'geodesic_path', 'sample_times', 'ot_pairing', 'FlowConfig', 'cap_tensor', 'base_uses_cap',
-           'scale_of', 'SwiGLU', 'VectorField', 'sample_base', 'base_log_prob', 'flow_batch', 'flow_loss', 'FlowBatch',
-           'flow_dls', 'trained_model', 'flow_learner', 'fold_into_cap', 'to_chart', 'rk_step', 'SampleStats',
-           'Solution', 'integrate_fixed', 'integrate_adaptive', 'integrate', 'sample', 'divergence', 'log_likelihood',
-           'EnergyTest', 'energy_test', 'rejection_sample', 'save_flow', 'load_flow']
+           'scale_of', 'SwiGLU', 'VectorField', 'rim_damped', 'sample_base', 'base_log_prob', 'flow_batch', 'flow_loss',
+           'FlowBatch', 'flow_dls', 'trained_model', 'flow_learner', 'fold_into_cap', 'to_chart', 'rk_step',
+           'SampleStats', 'Solution', 'integrate_fixed', 'integrate_adaptive', 'integrate', 'sample', 'divergence',
+           'log_likelihood', 'EnergyTest', 'energy_test', 'rejection_sample', 'save_flow', 'load_flow']
 
 # %% ../nbs/03_flow.ipynb #b1861c46
 def geodesic_path(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -72,7 +72,8 @@ def ot_pairing(x0: Tensor, x1: Tensor) -> Tensor:
 # %% ../nbs/03_flow.ipynb #8f789f07
 @dataclass
 class FlowConfig:
-    "The flow model: dimension, cap conditioning and the training distribution of cap sizes, network shape."
+    """The flow model: dimension, cap conditioning and the training distribution of cap sizes, network shape, and
+    `rim`: a conditional field that damps its own outward speed at the cap's rim (below)."""
     d: int = 3
     conditional: bool = True
     size_edges: tuple = DEFAULT_SIZE_DIST.edges
@@ -83,6 +84,7 @@ class FlowConfig:
     time_freqs: int = 4
     time_sampling: str = "stratified"
     ot_pairing: bool = False
+    rim: bool = True
 
     def __post_init__(self):
         _check_dim(self.d, "d")
@@ -108,7 +110,9 @@ class FlowConfig:
 
     def to_dict(self) -> dict: return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
     @classmethod
-    def from_dict(cls, d: dict) -> FlowConfig: return config_from_dict(cls, d)
+    def from_dict(cls, d: dict) -> FlowConfig:
+        "The config saved by `to_dict`; one saved before `rim` existed describes a model without it."
+        return config_from_dict(cls, {"rim": False, **d})
 
 # %% ../nbs/03_flow.ipynb #e3309334
 def cap_tensor(cap: Cap) -> Tensor:
@@ -141,21 +145,25 @@ class SwiGLU(nn.Module):
 
 
 class VectorField(nn.Module):
-    """Tangent vector field `v(x, t, cap)` on $S^{d-1}$: a residual SwiGLU MLP whose zero-initialised output layer
-    makes the untrained model its base distribution. Conditional models see the cap through `encode_cap` and
-    through `x` in the cap's own coordinates; their output is scaled by the cap's angular radius."""
+    """Tangent vector field `v(x, t, cap)` on $S^{d-1}$: a residual SwiGLU MLP whose zero-initialised output layers
+    make the untrained model its base distribution. Conditional models see the cap through `encode_cap` and
+    through `x` in the cap's own coordinates; their output is scaled by the cap's angular radius. With `cfg.rim`
+    they also see the log of the distance to the rim, a second head sets the radial speed, and in caps up to a
+    hemisphere the outward radial speed is damped in proportion to the distance to the rim (`rim_damped`)."""
 
     def __init__(self, cfg: FlowConfig):
         super().__init__()
         self.cfg, d = cfg, cfg.d
         n_in = d + 1 + 2 * cfg.time_freqs
-        if cfg.conditional: n_in += cap_encoding_dim(d) + d + 3
+        rim = cfg.conditional and cfg.rim
+        if cfg.conditional: n_in += cap_encoding_dim(d) + d + 3 + rim
         self.inp = nn.Linear(n_in, cfg.width)
         self.blocks = nn.Sequential(*[SwiGLU(cfg.width, cfg.expansion * cfg.width) for _ in range(cfg.depth)])
         self.norm = nn.LayerNorm(cfg.width)
         self.out = nn.Linear(cfg.width, d)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self.radial = nn.Linear(cfg.width, 1) if rim else None
+        for layer in (self.out, self.radial):
+            if layer is not None: nn.init.zeros_(layer.weight); nn.init.zeros_(layer.bias)
         self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(cfg.time_freqs).float(), persistent=False)
 
     def features(self, x: Tensor, t: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -171,6 +179,9 @@ class VectorField(nn.Module):
         feats += [encode_center_size(center, d_max, self.cfg.size_dist), z * math.sqrt(d),
                   torch.linalg.vector_norm(z, dim=-1, keepdim=True), (x * center).sum(-1, keepdim=True),
                   torch.log(d_max.clamp_min(1e-8)).unsqueeze(-1) / 4]
+        if self.cfg.rim:       # in d dimensions most of a cap lies within ~1/d of its rim: resolve that distance
+            rim = 1 - torch.linalg.vector_norm(z, dim=-1, keepdim=True)
+            feats.append(torch.log(rim.clamp_min(1e-5)) / 4)
         return torch.cat(feats, -1), scale
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
@@ -180,7 +191,29 @@ class VectorField(nn.Module):
                              else "this model is unconditional: it takes no `cond`")
         h, scale = self.features(x, t, cond)
         h = self.norm(self.blocks(self.inp(h)))
-        return project_tangent(x, self.out(h).to(x.dtype) * scale)
+        v = self.out(h).to(x.dtype) * scale
+        if self.radial is not None: v = rim_damped(v, self.radial(h).to(x.dtype), x, cond, scale)
+        return project_tangent(x, v)
+
+
+def rim_damped(v: Tensor, rate: Tensor, x: Tensor, cond: Tensor, scale: Tensor) -> Tensor:
+    """The velocity `v (n, d)` at `x` with its radial component (away from the cap's centre) replaced: the
+    component plus `rate (n, 1)` times the distance r from the centre, then, if outward, multiplied by
+    min(1, d·u), where u = 1 − r / radius is 1 at the centre, 0 on the rim and negative outside. The outward speed
+    vanishes on the rim and is damped across its last 1/d of the radius, about the depth of the layer that holds
+    the data of a cap in d dimensions, so inside that layer a moderate output still moves `log u` at a useful rate;
+    points just outside are pulled in. The flow stays inside by itself. Caps larger than a hemisphere (`scale` = π,
+    noise from the whole sphere) keep their outward speed."""
+    d = x.shape[-1]
+    center, d_max = cond[:, :d], cond[:, d]
+    w = -log_map(x, center)                                            # at x, away from the centre; |w| = r
+    r = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
+    e = w / r.clamp_min(1e-12)
+    along = (v * e).sum(-1, keepdim=True)
+    radial = along + rate * r
+    damped = torch.minimum(radial, radial * (d * (1 - r / scale)).clamp(max=1))
+    radial = torch.where(base_uses_cap(d_max).unsqueeze(-1), damped, radial)
+    return v + (radial - along) * e
 
 # %% ../nbs/03_flow.ipynb #bcc8af30
 def sample_base(cap: Cap, generator: torch.Generator | None = None) -> Tensor:
