@@ -73,7 +73,8 @@ def ot_pairing(x0: Tensor, x1: Tensor) -> Tensor:
 @dataclass
 class FlowConfig:
     """The flow model: dimension, cap conditioning and the training distribution of cap sizes, network shape, and
-    `rim`: a conditional field that damps its own outward speed at the cap's rim (below)."""
+    `rim`: a conditional field that damps its own outward speed across the last `rim_depth` / d of the cap's
+    radius (below)."""
     d: int = 3
     conditional: bool = True
     size_edges: tuple = DEFAULT_SIZE_DIST.edges
@@ -85,12 +86,16 @@ class FlowConfig:
     time_sampling: str = "stratified"
     ot_pairing: bool = False
     rim: bool = True
+    rim_depth: float = 1.0
 
     def __post_init__(self):
         _check_dim(self.d, "d")
         for name in ("width", "depth", "expansion"):
             check_int(name, getattr(self, name))
         check_int("time_freqs", self.time_freqs, lo=0)
+        if not (isinstance(self.rim_depth, (int, float)) and 0 < self.rim_depth <= self.d):
+            raise ValueError(f"`rim_depth` must be a number in (0, d={self.d}] (the damped layer is rim_depth / d of "
+                             f"the cap's radius), got {self.rim_depth!r}")
         if self.time_sampling not in ("stratified", "uniform"):
             raise ValueError(f"`time_sampling` must be 'stratified' or 'uniform', got {self.time_sampling!r}")
         if self.ot_pairing and self.conditional:
@@ -192,17 +197,18 @@ class VectorField(nn.Module):
         h, scale = self.features(x, t, cond)
         h = self.norm(self.blocks(self.inp(h)))
         v = self.out(h).to(x.dtype) * scale
-        if self.radial is not None: v = rim_damped(v, self.radial(h).to(x.dtype), x, cond, scale)
+        if self.radial is not None:
+            v = rim_damped(v, self.radial(h).to(x.dtype), x, cond, scale, self.cfg.rim_depth)
         return project_tangent(x, v)
 
 
-def rim_damped(v: Tensor, rate: Tensor, x: Tensor, cond: Tensor, scale: Tensor) -> Tensor:
+def rim_damped(v: Tensor, rate: Tensor, x: Tensor, cond: Tensor, scale: Tensor, depth: float = 1.0) -> Tensor:
     """The velocity `v (n, d)` at `x` with its radial component (away from the cap's centre) replaced: the
     component plus `rate (n, 1)` times the distance r from the centre, then, if outward, multiplied by
-    min(1, d·u), where u = 1 − r / radius is 1 at the centre, 0 on the rim and negative outside. The outward speed
-    vanishes on the rim and is damped across its last 1/d of the radius, about the depth of the layer that holds
-    the data of a cap in d dimensions, so inside that layer a moderate output still moves `log u` at a useful rate;
-    points just outside are pulled in. The flow stays inside by itself. Caps larger than a hemisphere (`scale` = π,
+    min(1, d·u / `depth`), where u = 1 − r / radius is 1 at the centre, 0 on the rim and negative outside. The
+    outward speed vanishes on the rim and is damped across its last `depth`/d of the radius (by default 1/d, about
+    the depth of the layer that holds the data of a cap in d dimensions, so a moderate output still moves `log u`
+    at a useful rate there); points just outside are pulled in. The flow stays inside by itself. Caps larger than a hemisphere (`scale` = π,
     noise from the whole sphere) keep their outward speed."""
     d = x.shape[-1]
     center, d_max = cond[:, :d], cond[:, d]
@@ -211,7 +217,7 @@ def rim_damped(v: Tensor, rate: Tensor, x: Tensor, cond: Tensor, scale: Tensor) 
     e = w / r.clamp_min(1e-12)
     along = (v * e).sum(-1, keepdim=True)
     radial = along + rate * r
-    damped = torch.minimum(radial, radial * (d * (1 - r / scale)).clamp(max=1))
+    damped = torch.minimum(radial, radial * (d / depth * (1 - r / scale)).clamp(max=1))
     radial = torch.where(base_uses_cap(d_max).unsqueeze(-1), damped, radial)
     return v + (radial - along) * e
 
