@@ -154,7 +154,7 @@ class VectorField(nn.Module):
     make the untrained model its base distribution. Conditional models see the cap through `encode_cap` and
     through `x` in the cap's own coordinates; their output is scaled by the cap's angular radius. With `cfg.rim`
     they also see the log of the distance to the rim, a second head sets the radial speed, and in caps up to a
-    hemisphere the outward radial speed is damped in proportion to the distance to the rim (`rim_damped`)."""
+    hemisphere the outward radial speed is damped across the last `rim_depth`/d of the radius (`rim_damped`)."""
 
     def __init__(self, cfg: FlowConfig):
         super().__init__()
@@ -181,12 +181,12 @@ class VectorField(nn.Module):
         center, d_max = cond[:, :d], cond[:, d]
         scale = scale_of(d_max).unsqueeze(-1)
         z = log_map(center, x) / scale                                    # x in the cap's chart: |z| ≤ 1 inside
+        radius = torch.linalg.vector_norm(z, dim=-1, keepdim=True)
         feats += [encode_center_size(center, d_max, self.cfg.size_dist), z * math.sqrt(d),
-                  torch.linalg.vector_norm(z, dim=-1, keepdim=True), (x * center).sum(-1, keepdim=True),
+                  radius, (x * center).sum(-1, keepdim=True),
                   torch.log(d_max.clamp_min(1e-8)).unsqueeze(-1) / 4]
         if self.cfg.rim:       # in d dimensions most of a cap lies within ~1/d of its rim: resolve that distance
-            rim = 1 - torch.linalg.vector_norm(z, dim=-1, keepdim=True)
-            feats.append(torch.log(rim.clamp_min(1e-5)) / 4)
+            feats.append(torch.log((1 - radius).clamp_min(1e-5)) / 4)
         return torch.cat(feats, -1), scale
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
@@ -208,8 +208,8 @@ def rim_damped(v: Tensor, rate: Tensor, x: Tensor, cond: Tensor, scale: Tensor, 
     min(1, d·u / `depth`), where u = 1 − r / radius is 1 at the centre, 0 on the rim and negative outside. The
     outward speed vanishes on the rim and is damped across its last `depth`/d of the radius (by default 1/d, about
     the depth of the layer that holds the data of a cap in d dimensions, so a moderate output still moves `log u`
-    at a useful rate there); points just outside are pulled in. The flow stays inside by itself. Caps larger than a hemisphere (`scale` = π,
-    noise from the whole sphere) keep their outward speed."""
+    at a useful rate there); points just outside are pulled in. The flow stays inside by itself. Caps larger than
+    a hemisphere (`scale` = π, noise from the whole sphere) keep their outward speed."""
     d = x.shape[-1]
     center, d_max = cond[:, :d], cond[:, d]
     w = -log_map(x, center)                                            # at x, away from the centre; |w| = r
