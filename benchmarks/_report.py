@@ -9,14 +9,16 @@ from pathlib import Path
 
 def cpu_model() -> str:
     """The CPU's model name as `lscpu` prints it (read from /proc/cpuinfo on Linux), else what `platform` knows, with
-    whether it computes bfloat16 natively: timings on machines of one kind differ by 2x and more with these."""
-    name = platform.processor() or platform.machine()
+    whether it computes bfloat16 natively and, on Linux, whether it has AMX matrix units: machines that print the same
+    name differ by 2x and more with these (the bfloat16 parts, tokenizer and transformer, most)."""
+    name, amx = platform.processor() or platform.machine(), ""
     try:
         info = Path("/proc/cpuinfo").read_text()
         if m := re.search(r"^model name\s*:\s*(.+)$", info, flags=re.M): name = m.group(1).strip()
+        if m := re.search(r"^flags\s*:\s*(.+)$", info, flags=re.M): amx = ", AMX" if "amx_bf16" in m.group(1).split() else ", no AMX"
     except OSError: pass
     from capgen.training import native_bf16
-    return f"{name} ({os.cpu_count()} CPUs, {'native' if native_bf16('cpu') else 'no native'} bfloat16)"
+    return f"{name} ({os.cpu_count()} CPUs, {'native' if native_bf16('cpu') else 'no native'} bfloat16{amx})"
 
 
 def publish(lines: list[str], out: Path) -> str:

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 import torch
 
 import capgen
+from capgen.demo import recorded_run
 from capgen.clip import ClipConfig
 from capgen.config import TrainConfig
 from capgen.digits import write_digits
@@ -45,13 +45,12 @@ GOAL_ACCURACY = 0.90
 
 
 def shapes_demo_minutes() -> tuple[float | None, str]:
-    "The shapes world's `capgen demo` wall time recorded in results/demo.md, and the line that says it."
+    "The shapes world's `capgen demo` wall time recorded in results/demo.md, and the machine that measured it."
     path = RESULTS / "demo.md"
     if not path.is_file(): return None, "no results/demo.md"
-    text = path.read_text()
-    m = re.search(r"\*\*([\d.]+) minutes\*\*", text)
-    machine = text.splitlines()[0].split("Machine: ", 1)[-1].split(",")[0]
-    return (float(m.group(1)) if m else None), machine
+    try: run = recorded_run(path.read_text())
+    except ValueError: return None, "results/demo.md unreadable"
+    return run["minutes"], run["machine"]
 
 
 def run_demo(tmp: Path) -> tuple[float, dict]:
