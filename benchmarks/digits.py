@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 
 import capgen
-from capgen.demo import recorded_run
 from capgen.clip import ClipConfig
 from capgen.config import TrainConfig
+from capgen.demo import recorded_run
 from capgen.digits import write_digits
 from capgen.images import ImageData, captioned, load_image_data, train_clip, train_image_tokenizer
 from capgen.shards import write_webdataset
