@@ -20,10 +20,11 @@ Prints, in one run:
   dimension at most 1% of samples reflected; the 768-d model trained within 15 minutes.
 
 Run: `python benchmarks/flow.py` (writes `benchmarks/results/flow.md`, shown in the flow docs page);
-`--quick` for a fast smoke run; `--dims 512 768` for some dimensions only. On a GPU (`--device cuda`, the default
-when one is present) the cap-conditioned models train on `--scale` (default 4) times the points. Exits with status
-1, after writing the results, when a goal is not met (those above, the unconditional NLL gap, and every
-cap-conditioned sample inside its cap in 3 and 64 dimensions).
+`--quick` for a fast smoke run; `--dims 512 768` for some dimensions only; `--path polar --out
+benchmarks/results/flow_polar.md` trains the cap-conditioned models on polar paths instead of great circles. On a
+GPU (`--device cuda`, the default when one is present) the cap-conditioned models train on `--scale` (default 4)
+times the points. Exits with status 1, after writing the results, when a goal is not met (those above, the
+unconditional NLL gap, and every cap-conditioned sample inside its cap in 3 and 64 dimensions).
 """
 from __future__ import annotations
 
@@ -128,12 +129,15 @@ def main(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--scale", type=int, default=None,
                    help="train the cap-conditioned models on this many times the points (default: 1 on a CPU, 4 on a GPU)")
+    p.add_argument("--path", choices=["geodesic", "polar"], default="geodesic",
+                   help="training paths of the cap-conditioned models in caps up to a hemisphere (FlowConfig.path)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "flow.md")
     args = p.parse_args(argv)
     q = args.quick
     n_perm = 999 if q else args.perms
     g = torch.Generator().manual_seed(0)
-    lines = [f"`python benchmarks/flow.py{' --quick' if q else ''}` — Machine: {cpu_model()}, "
+    flags = (" --quick" if q else "") + (f" --path {args.path}" if args.path != "geodesic" else "")
+    lines = [f"`python benchmarks/flow.py{flags}` — Machine: {cpu_model()}, "
              f"{torch.get_num_threads()} torch threads, device {args.device}"
              f"{' (' + torch.cuda.get_device_name() + ')' if args.device.startswith('cuda') else ''}; Python {platform.python_version()}, "
              f"torch {torch.__version__}, capgen {capgen.__version__}.", ""]
@@ -168,14 +172,15 @@ def main(argv=None):
         n_train = s["n"] // 10 if q else s["n"] * scale
         # d = 3: the unconditional model's mixture, so that the rejection baseline below compares like with like
         mix = mix3 if d == 3 else random_mixture(d, k=4, kappa=s["kappa"], generator=torch.Generator().manual_seed(d))
-        model, speed = train(mix, FlowConfig(d=d, width=s["width"] // (2 if q else 1), depth=s["depth"]),
-                             n_train, 1 if q else s["epochs"], s["bs"], 2e-3, device=args.device, timing=timing)
+        cfg = FlowConfig(d=d, width=s["width"] // (2 if q else 1), depth=s["depth"], path=args.path)
+        model, speed = train(mix, cfg, n_train, 1 if q else s["epochs"], s["bs"], 2e-3, device=args.device, timing=timing)
         models[d], speeds[d] = (mix, model), speed
         seen[d] = (1 if q else s["epochs"]) * (n_train // s["bs"]) * s["bs"]
         rows, st = cap_table(mix, model, args.sizes, 1 if q else args.caps, args.n, g, n_perm, method="rk4", steps=32)
         quality[d] = (rows, st)
         say(f"## Cap-conditioned, d = {d}: mixture of 4 vMFs, κ in {s['kappa']}", "",
-            f"Model: width {model.cfg.width}, depth {model.cfg.depth}; trained on {n_train:,} points "
+            f"Model: width {model.cfg.width}, depth {model.cfg.depth}, {model.cfg.path} paths; trained on "
+            f"{n_train:,} points "
             f"for {1 if q else s['epochs']} epochs at {speed:,.0f} examples/s. Sampling: RK4, 32 steps "
             f"({st.nfe:.0f} evaluations per sample); {args.n} samples per cap, "
             f"{1 if q else args.caps} caps per size around data points. {st.folded} of "
