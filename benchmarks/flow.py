@@ -136,7 +136,8 @@ def main(argv=None):
     q = args.quick
     n_perm = 999 if q else args.perms
     g = torch.Generator().manual_seed(0)
-    flags = (" --quick" if q else "") + (f" --path {args.path}" if args.path != "geodesic" else "")
+    flags = ((" --quick" if q else "") + (f" --dims {' '.join(map(str, args.dims))}" if args.dims != [3, 64, 512, 768] else "")
+             + (f" --path {args.path}" if args.path != "geodesic" else ""))
     lines = [f"`python benchmarks/flow.py{flags}` — Machine: {cpu_model()}, "
              f"{torch.get_num_threads()} torch threads, device {args.device}"
              f"{' (' + torch.cuda.get_device_name() + ')' if args.device.startswith('cuda') else ''}; Python {platform.python_version()}, "
