@@ -238,6 +238,14 @@ class VectorField(nn.Module):
         return project_tangent(x, v)
 
 
+def _from_center(x: Tensor, cond: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    "For points `x` of caps `cond`: the caps' `d_max (n,)`, the unit direction at `x` away from the centre, and r."
+    d = x.shape[-1]
+    w = -log_map(x, cond[:, :d])                                       # at x, away from the centre; |w| = r
+    r = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
+    return cond[:, d], w / r.clamp_min(1e-12), r
+
+
 def rim_damped(v: Tensor, rate: Tensor, x: Tensor, cond: Tensor, scale: Tensor, depth: float = 1.0) -> Tensor:
     """The velocity `v (n, d)` at `x` with its radial component (away from the cap's centre) replaced: the
     component plus `rate (n, 1)` times the distance r from the centre, then, if outward, multiplied by
@@ -246,11 +254,8 @@ def rim_damped(v: Tensor, rate: Tensor, x: Tensor, cond: Tensor, scale: Tensor, 
     the depth of the layer that holds the data of a cap in d dimensions, so a moderate output still moves `log u`
     at a useful rate there); points just outside are pulled in. The flow stays inside by itself. Caps larger than
     a hemisphere (`scale` = π, noise from the whole sphere) keep their outward speed."""
+    d_max, e, r = _from_center(x, cond)
     d = x.shape[-1]
-    center, d_max = cond[:, :d], cond[:, d]
-    w = -log_map(x, center)                                            # at x, away from the centre; |w| = r
-    r = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
-    e = w / r.clamp_min(1e-12)
     along = (v * e).sum(-1, keepdim=True)
     radial = along + rate * r
     damped = torch.minimum(radial, radial * (d / depth * (1 - r / scale)).clamp(max=1))
@@ -263,11 +268,7 @@ def polar_radial(v: Tensor, rate: Tensor, x: Tensor, cond: Tensor, scale: Tensor
     trained on polar paths: in caps up to a hemisphere it is −ρ·u·`rate`, with ρ the cap's angular radius and
     u = 1 − r/ρ the distance to the rim, so `rate (n, 1)` is the rate of change of −log u; zero on the rim, inward
     outside it. Larger caps: `rim_damped` (which does not damp them)."""
-    d = x.shape[-1]
-    center, d_max = cond[:, :d], cond[:, d]
-    w = -log_map(x, center)                                            # at x, away from the centre; |w| = r
-    r = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
-    e = w / r.clamp_min(1e-12)
+    d_max, e, r = _from_center(x, cond)
     u = 1 - r / scale
     radial = torch.where(u >= 0, -scale * u * rate, scale * u * rate.abs())
     polar = v + (radial - (v * e).sum(-1, keepdim=True)) * e
@@ -318,13 +319,10 @@ def log_u_weight(x: Tensor, cond: Tensor, floor: float = 1e-5) -> Tensor:
     """Radial weights `(n, d)` for `flow_loss` at points `x` of caps `cond`: in caps up to a hemisphere, the
     direction away from the centre times sqrt(1/u² − 1), u the distance to the rim (at least `floor`), so that the
     radial error counts as an error of the rate of change of log u; zero in larger caps."""
-    d = x.shape[-1]
-    center, d_max = cond[:, :d], cond[:, d]
-    w = -log_map(x, center)
-    r = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
+    d_max, e, r = _from_center(x, cond)
     u = (1 - r / scale_of(d_max).unsqueeze(-1)).clamp(floor, 1)
     inside = base_uses_cap(d_max).unsqueeze(-1)
-    return torch.where(inside, w / r.clamp_min(1e-12) * torch.sqrt(1 / u ** 2 - 1), torch.zeros_like(w))
+    return torch.where(inside, e * torch.sqrt(1 / u ** 2 - 1), torch.zeros_like(e))
 
 
 def flow_loss(pred: Tensor, target: Tensor, scale: Tensor, radial: Tensor | None = None) -> Tensor:
