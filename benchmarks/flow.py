@@ -180,7 +180,9 @@ def main(argv=None):
         rows, st = cap_table(mix, model, args.sizes, 1 if q else args.caps, args.n, g, n_perm, method="rk4", steps=32)
         quality[d] = (rows, st)
         say(f"## Cap-conditioned, d = {d}: mixture of 4 vMFs, κ in {s['kappa']}", "",
-            f"Model: width {model.cfg.width}, depth {model.cfg.depth}, {model.cfg.path} paths; trained on "
+            f"Model: width {model.cfg.width}, depth {model.cfg.depth}, {model.cfg.path} paths"
+            + (f" (log-u error weight `radial_weight` {model.cfg.radial_weight:g})" if model.cfg.path == "polar" else "")
+            + f"; trained on "
             f"{n_train:,} points "
             f"for {1 if q else s['epochs']} epochs at {speed:,.0f} examples/s. Sampling: RK4, 32 steps "
             f"({st.nfe:.0f} evaluations per sample); {args.n} samples per cap, "

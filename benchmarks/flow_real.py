@@ -5,20 +5,23 @@ judged, cap by cap, against the embeddings of held-out images that fall in the s
 the shapes world's default CLIP and flow architecture; `digits`: the MNIST digits world with the CLIP that
 `capgen demo --world digits` trains and its flow settings) it prints:
 - the embedding dimension, the number of training and held-out embeddings, and the flow's training seconds and
-  examples/s;
+  examples/s; the world's flow is trained twice, as configured and with another share `--compare-center-on-data` of
+  its training caps centred on data points (`FlowConfig.center_on_data`; the default compares caps drawn around
+  data alone), and both are judged on the same caps;
 - per cap: where it is centred (`on` a held-out embedding, or `near` one: drawn uniformly within d_max of it, as
   training draws caps around data), d_max (1 - cos of the angular radius; a cap that holds fewer than
   `--min-points` held-out embeddings is grown until it holds them, and the table marks it), the held-out points in
-  it, the flow's in-cap rate and the fraction of its samples the solver reflected back into the cap, and the energy
-  two-sample test (p-value over `--perms` permutations, z-score against the permutations) of three samples against
-  the held-out points in the cap: the flow's samples, the training embeddings in the cap (the floor: a perfect
+  it, the flows' in-cap rate and the fraction of their samples the solver reflected back into the cap, and the energy
+  two-sample test (p-value over `--perms` permutations, z-score against the permutations) of four samples against
+  the held-out points in the cap: each flow's samples, the training embeddings in the cap (the floor: a perfect
   model of the training set; train and held-out come from one distribution, so this rejects only by chance, or
   where the CLIP embeds the images it was trained on differently), and uniform samples in the cap (the power check);
-- a summary per world and placement: how many caps are rejected at 1% by the flow, by the train-vs-held-out floor,
+- a summary per world and placement: how many caps are rejected at 1% by each flow, by the train-vs-held-out floor,
   and by uniform samples.
 
 Run: `python benchmarks/flow_real.py` (writes `benchmarks/results/flow_real.md`); `--worlds shapes digits`,
-`--quick` for a smoke run (tiny CLIPs and flows, few renders and caps), `--device`, `--out`. The full run uses the
+`--quick` for a smoke run (tiny CLIPs and flows, few renders and caps), `--compare-center-on-data` (the
+configured share: that flow only), `--device`, `--out`. The full run uses the
 shapes world's default CLIP (`capgen.clip.default_embedder`, trained into the cache on first use, minutes on a CPU)
 and the digits CLIP of `capgen demo --world digits` (from the cache when the demo trained it, else trained here the
 same way and saved where the demo looks). Exits with status 1, after writing the results, when a flow sample lies
@@ -174,9 +177,12 @@ def run_world(name: str, a, say, log, failed: list):
     w = WORLDS[name](a, log)
     prep = time.perf_counter() - t0
     x_train, x_valid, held, cfg, tc = w["train"], w["valid"], w["held"], w["cfg"], w["tc"]
-    log(f"{name}: training the flow (d = {cfg.d}, width {cfg.width}, depth {cfg.depth}) on {len(x_train):,} embeddings "
-        f"for {tc.epochs} epochs …")
-    model, seconds, speed = train_flow(x_train, x_valid, cfg, tc, a.device)
+    flows = {f"on data {c:g}": replace(cfg, center_on_data=c) for c in dict.fromkeys((cfg.center_on_data, a.compare))}
+    models, timing = {}, {}
+    for k, c in flows.items():
+        log(f"{name}: training the flow '{k}' (d = {cfg.d}, width {cfg.width}, depth {cfg.depth}) on {len(x_train):,} "
+            f"embeddings for {tc.epochs} epochs …")
+        models[k], *timing[k] = train_flow(x_train, x_valid, c, tc, a.device)
     per_size = 1 if a.quick else a.caps
     min_points = 50 if a.quick else a.min_points
     n_max = 200 if a.quick else a.n
@@ -193,18 +199,20 @@ def run_world(name: str, a, say, log, failed: list):
                 caps.append((place, i, s) + c)
     say(f"## {name}", "", w["what"], "",
         f"Embedding dimension {cfg.d}; {len(x_train):,} training embeddings (+{len(x_valid):,} for the flow's "
-        f"validation), {len(held):,} held-out. Flow: width {cfg.width}, depth {cfg.depth}, {tc.epochs} epochs, batch "
-        f"{tc.batch_size}: **{seconds:.1f} s, {speed:,.0f} examples/s** (device {a.device}; the embeddings took "
-        f"{prep:.0f} s before it, with any CLIP training). Sampling: RK4, {a.steps} steps. Caps: {per_size} per size "
+        f"validation), {len(held):,} held-out. Flows: width {cfg.width}, depth {cfg.depth}, {tc.epochs} epochs, batch "
+        f"{tc.batch_size}; *on data S*: `center_on_data` S, the share of training caps centred on data points (configured: "
+        f"{cfg.center_on_data:g}); " + "; ".join(f"*{k}*: **{s:.1f} s, {v:,.0f} examples/s**" for k, (s, v) in timing.items())
+        + f" (device {a.device}; the embeddings took {prep:.0f} s before them, with any CLIP training). Sampling: RK4, "
+        f"{a.steps} steps. Caps: {per_size} per size "
         f"{', '.join(f'{s:g}' for s in a.sizes)} and placement: "
         + "; ".join(f"*{k}*: {PLACEMENTS[k]}" for k in a.placements) + f". Each must hold ≥ {min_points} held-out "
         f"points: {grown} cap(s) grown to hold them (marked \\*), {skipped} skipped (would need d_max > {hi:g}). Per "
-        f"cap, n = min(held-out points in it, {n_max}); n held-out points (a random subset) against n flow samples, "
-        f"n training embeddings in the cap (the floor), and n uniform samples in the cap (power check); energy test "
-        f"with {a.perms:,} permutations (p ≥ {1 / (a.perms + 1):.4f}).", "",
-        "| centre | d_max (asked) | d_max | held-out in cap | train in cap | n | flow in cap | flow reflected | flow p "
-        "| flow z | floor p | floor z | uniform p | uniform z |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        f"cap, n = min(held-out points in it, {n_max}); n held-out points (a random subset) against n samples of each "
+        f"flow, n training embeddings in the cap (the floor), and n uniform samples in the cap (power check); energy "
+        f"test with {a.perms:,} permutations (p ≥ {1 / (a.perms + 1):.4f}). In cap and reflected: both flows together.",
+        "", "| centre | d_max (asked) | d_max | held-out in cap | train in cap | n | flows in cap | flows reflected | "
+        + " | ".join(f"{k} p | {k} z" for k in flows) + " | floor p | floor z | uniform p | uniform z |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * (len(flows) + 2))
     res = []
     for place, i, s, c, d in caps:
         cap = Cap(c, torch.tensor(d))
@@ -212,17 +220,20 @@ def run_world(name: str, a, say, log, failed: list):
         h_in, t_in = held[inside], x_train[cap.contains(x_train)]
         n = min(len(h_in), n_max)
         h = subset(h_in, n, g)
-        xs, st = sample(model, cap.to(a.device), n, steps=a.steps, generator=g, return_stats=True)
-        xs = xs.float().cpu()
-        in_cap = cap.contains(xs).float().mean().item()
-        fl = energy_test(xs, h, a.perms, g)
-        tr = energy_test(subset(t_in, n, g), h, a.perms, g) if len(t_in) >= 2 else None
-        un = energy_test(sample_in_cap(cap, n, generator=g), h, a.perms, g)
-        res.append(dict(place=place, n=n, in_cap=in_cap, folded=st.folded, flow=fl, floor=tr, unif=un))
+        tests, in_cap, folded = {}, [], 0
+        for k, model in models.items():
+            xs, st = sample(model, cap.to(a.device), n, steps=a.steps, generator=g, return_stats=True)
+            xs = xs.float().cpu()
+            in_cap.append(cap.contains(xs).float().mean().item())
+            folded += st.folded
+            tests[k] = energy_test(xs, h, a.perms, g)
+        tests["floor"] = energy_test(subset(t_in, n, g), h, a.perms, g) if len(t_in) >= 2 else None
+        tests["unif"] = energy_test(sample_in_cap(cap, n, generator=g), h, a.perms, g)
+        res.append(dict(place=place, n=n * len(models), in_cap=min(in_cap), folded=folded, **tests))
         fmt = lambda e: "— | —" if e is None else f"{e.p:.4f} | {e.z:+.1f}"
         mark = "\\*" if d != s else ""
-        say(f"| {place} | {s:g} | {d:.3f}{mark} | {len(h_in):,} | {len(t_in):,} | {n} | {in_cap:.1%} "
-            f"| {st.folded / n:.2%} | {fmt(fl)} | {fmt(tr)} | {fmt(un)} |")
+        say(f"| {place} | {s:g} | {d:.3f}{mark} | {len(h_in):,} | {len(t_in):,} | {n} | {min(in_cap):.1%} "
+            f"| {folded / (n * len(models)):.2%} | " + " | ".join(fmt(e) for e in tests.values()) + " |")
     if not res:
         say("", "No cap held enough held-out points: nothing was tested.", "")
         failed.append(f"{name}: no cap tested")
@@ -235,12 +246,13 @@ def run_world(name: str, a, say, log, failed: list):
         if not rs: continue
         rej = lambda k: sum(r[k] is not None and r[k].p < ALPHA for r in rs)
         med = lambda k: float(np.median([r[k].z for r in rs if r[k] is not None] or [float("nan")]))
-        summary[place] = dict(caps=len(rs), flow=rej("flow"), floor=rej("floor"), unif=rej("unif"),
-                              z=(med("flow"), med("floor"), med("unif")))
-        say("", f"**{name}, caps {place} held-out points: rejected at 1%: flow {rej('flow')}/{len(rs)}, train-vs-held-out "
-            f"floor {rej('floor')}/{len(rs)}, uniform {rej('unif')}/{len(rs)}.** Median energy z: flow {med('flow'):+.1f}, "
-            f"floor {med('floor'):+.1f}, uniform {med('unif'):+.1f}.")
-    say("", f"Flow in-cap rate (worst cap) {min(r['in_cap'] for r in res):.1%}; reflected into the cap "
+        keys = [*models, "floor", "unif"]
+        summary[place] = dict(caps=len(rs), rej={k: rej(k) for k in keys}, z={k: med(k) for k in keys})
+        say("", f"**{name}, caps {place} held-out points: rejected at 1%: "
+            + ", ".join(f"{k} {rej(k)}/{len(rs)}" for k in models)
+            + f", train-vs-held-out floor {rej('floor')}/{len(rs)}, uniform {rej('unif')}/{len(rs)}.** Median energy z: "
+            + ", ".join(f"{k} {med(k):+.1f}" for k in models) + f", floor {med('floor'):+.1f}, uniform {med('unif'):+.1f}.")
+    say("", f"Flows' in-cap rate (worst cap) {min(r['in_cap'] for r in res):.1%}; reflected into the cap "
         f"{sum(r['folded'] for r in res):,} of {sum(r['n'] for r in res):,} samples.", "")
     return summary
 
@@ -259,6 +271,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=32, help="RK4 steps of the sampler")
     p.add_argument("--n-train", type=int, default=30_000, help="shapes: training renders")
     p.add_argument("--n-heldout", type=int, default=10_000, help="shapes: held-out renders")
+    p.add_argument("--compare-center-on-data", dest="compare", type=float, default=0.0,
+                   help="also train each world's flow with this share of its training caps centred on data points")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "flow_real.md")
     a = p.parse_args(argv)
@@ -278,12 +292,15 @@ def main(argv=None):
 
     for name in a.worlds:
         summary[name] = run_world(name, a, say, log, failed)
-    say("## Summary", "", "| world | caps centred | caps | rejected at 1%: flow | floor (train vs held-out) | uniform "
-        "| median energy z: flow | floor | uniform |", "|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    names = list(dict.fromkeys(k for by in summary.values() for s in by.values() for k in s["rej"] if k.startswith("on data")))
+    say("## Summary", "", "| world | caps centred | caps | " + " | ".join(f"rejected at 1%: {k}" for k in names)
+        + " | floor (train vs held-out) | uniform | " + " | ".join(f"median energy z: {k}" for k in names)
+        + " | floor | uniform |", "|---|---|---:|" + "---:|" * (2 * len(names) + 4))
     for name, by in summary.items():
         for place, s in by.items():
-            say(f"| {name} | {place} | {s['caps']} | {s['flow']} | {s['floor']} | {s['unif']} | "
-                + " | ".join(f"{z:+.1f}" for z in s["z"]) + " |")
+            keys = names + ["floor", "unif"]
+            say(f"| {name} | {place} | {s['caps']} | " + " | ".join(str(s["rej"].get(k, "—")) for k in keys) + " | "
+                + " | ".join(f"{s['z'][k]:+.1f}" if k in s["z"] else "—" for k in keys) + " |")
     say("", f"Total wall time {time.perf_counter() - t_start:.0f} s. Goal: every flow sample inside its cap: "
         f"{'NOT met: ' + '; '.join(failed) if failed else 'met'}.")
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from .sphere import (_check_dim, _sinc, antipodal_direction, exp_map, geodesic_d
                            log_surface_area, normalize, project_tangent, sample_uniform)
 from .caps import (DEFAULT_SIZE_DIST, Cap, UniformMixture, cap_encoding_dim, encode_center_size, log_area,
                          sample_caps_containing, sample_in_cap)
-from .core import check_int, pick_device, load_part, save_part
+from .core import check_int, check_number, pick_device, load_part, save_part
 from .config import config_from_dict
 from .distributed import unwrap, micro_batch_size
 from .training import ema_weights, make_learner
@@ -35,10 +35,10 @@ from .training import ema_weights, make_learner
 # %% auto #0
 __all__ = ['RIM_U_MIN', 'TABLEAUS', 'FIXED_STEP', 'geodesic_path', 'polar_path', 'sample_times', 'ot_pairing', 'FlowConfig',
            'cap_tensor', 'base_uses_cap', 'scale_of', 'SwiGLU', 'VectorField', 'rim_damped', 'polar_radial',
-           'sample_base', 'base_log_prob', 'flow_batch', 'log_u_weight', 'flow_loss', 'FlowBatch', 'flow_dls',
-           'trained_model', 'flow_learner', 'fold_into_cap', 'to_chart', 'rk_step', 'SampleStats', 'Solution',
-           'integrate_fixed', 'integrate_adaptive', 'integrate', 'sample', 'divergence', 'log_likelihood', 'EnergyTest',
-           'energy_test', 'rejection_sample', 'save_flow', 'load_flow']
+           'sample_base', 'base_log_prob', 'caps_on_data', 'flow_batch', 'log_u_weight', 'flow_loss', 'FlowBatch',
+           'flow_dls', 'trained_model', 'flow_learner', 'fold_into_cap', 'to_chart', 'rk_step', 'SampleStats',
+           'Solution', 'integrate_fixed', 'integrate_adaptive', 'integrate', 'sample', 'divergence', 'log_likelihood',
+           'EnergyTest', 'energy_test', 'rejection_sample', 'save_flow', 'load_flow']
 
 # %% ../nbs/03_flow.ipynb #b1861c46
 def geodesic_path(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -101,7 +101,10 @@ class FlowConfig:
     """The flow model: dimension, cap conditioning and the training distribution of cap sizes, network shape, and
     `rim`: a conditional field that damps its own outward speed across the last `rim_depth` / d of the cap's
     radius (below), and `path`: the training paths of a conditional model in caps up to a hemisphere, `"polar"`
-    (`polar_path`, with the radial speed of `polar_radial`; needs `rim`) or `"geodesic"` (great circles)."""
+    (`polar_path`, with the radial speed of `polar_radial`; needs `rim`) or `"geodesic"` (great circles), with
+    `radial_weight` the weight of a polar model's error in the rate of change of log u (`log_u_weight`), and
+    `center_on_data`: the share of training caps centred on a data point (`caps_on_data`) instead of drawn around
+    one."""
     d: int = 3
     conditional: bool = True
     size_edges: tuple = DEFAULT_SIZE_DIST.edges
@@ -115,6 +118,8 @@ class FlowConfig:
     rim: bool = True
     rim_depth: float = 1.0
     path: str = "geodesic"
+    radial_weight: float = 1.0
+    center_on_data: float = 0.0
 
     def __post_init__(self):
         _check_dim(self.d, "d")
@@ -129,6 +134,10 @@ class FlowConfig:
         if self.conditional and self.path == "polar" and not self.rim:
             raise ValueError("`path='polar'` needs `rim=True` (its radial head sets the speed towards the rim); "
                              "use `path='geodesic'` with `rim=False`")
+        check_number("radial_weight", self.radial_weight, 0)
+        check_number("center_on_data", self.center_on_data, 0, 1)
+        if self.center_on_data and not self.conditional:
+            raise ValueError("`center_on_data` needs `conditional=True`: it places the training caps")
         if self.time_sampling not in ("stratified", "uniform"):
             raise ValueError(f"`time_sampling` must be 'stratified' or 'uniform', got {self.time_sampling!r}")
         if self.ot_pairing and self.conditional:
@@ -292,15 +301,34 @@ def base_log_prob(d: int, d_max: Tensor | None) -> Tensor:
                        torch.full_like(d_max, -log_surface_area(d)))
 
 
+def caps_on_data(x1: Tensor, d_max: Tensor, share: float, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """For a batch of data points `x1 (n, d)` and cap sizes `d_max (n,)`: `on (n,)`, the rows whose cap is centred
+    on their own point (each with probability `share`, where another point of the batch lies in that cap), and
+    `j (n,)`, for those rows a point drawn uniformly among the *other* points of the batch in the cap (for the rest
+    the row itself). Those points are independent of the centre, so the one drawn follows the data restricted to
+    the cap: the cap is as leak-free as `sample_caps_containing`'s."""
+    n = x1.shape[0]
+    pick = torch.rand(n, generator=generator, device=x1.device) < share
+    inside = (1 - x1 @ x1.T) <= d_max.unsqueeze(-1)                 # row i: which points lie in the cap on x1[i]
+    inside.fill_diagonal_(False)
+    score = torch.rand(n, n, generator=generator, device=x1.device).masked_fill(~inside, -1)
+    on = pick & inside.any(-1)
+    return on, torch.where(on, score.argmax(-1), torch.arange(n, device=x1.device))
+
+
 def flow_batch(cfg: FlowConfig, x1: Tensor, generator: torch.Generator | None = None):
     """A training batch for data `x1 (n, d)`: inputs `(x_t, t, cond)` (no `cond` for unconditional models) and
-    targets `(u_t, scale)`, and with polar paths the radial weights of `log_u_weight`. Caps are leak-free: drawn
-    around each data point by `sample_caps_containing`; the paths are `cfg.path` in caps up to a hemisphere and
-    great circles otherwise."""
+    targets `(u_t, scale)`, and with polar paths the radial weights of `log_u_weight` (times √`cfg.radial_weight`). Caps are leak-free: drawn
+    around each data point by `sample_caps_containing`, or for a share `cfg.center_on_data` centred on a data
+    point and paired with another point of the batch inside (`caps_on_data`); the paths are `cfg.path` in caps up
+    to a hemisphere and great circles otherwise."""
     n = x1.shape[0]
     t = sample_times(n, cfg.time_sampling, generator, device=x1.device).to(x1.dtype)
     if cfg.conditional:
         cap = sample_caps_containing(x1, cfg.size_dist, generator=generator)
+        if cfg.center_on_data:
+            on, j = caps_on_data(x1, cap.d_max, cfg.center_on_data, generator)
+            cap, x1 = Cap(torch.where(on.unsqueeze(-1), x1, cap.center), cap.d_max), x1[j]
         x0 = sample_base(cap, generator)
         xt, ut = geodesic_path(x0, x1, t)
         cond, scale = cap_tensor(cap), scale_of(cap.d_max)
@@ -308,7 +336,7 @@ def flow_batch(cfg: FlowConfig, x1: Tensor, generator: torch.Generator | None = 
         inside = base_uses_cap(cap.d_max).unsqueeze(-1)
         xp, up = polar_path(cap.center, scale, x0, x1, t)
         xt, ut = torch.where(inside, xp, xt), torch.where(inside, up, ut)
-        return (xt, t, cond), (ut, scale, log_u_weight(xt, cond))
+        return (xt, t, cond), (ut, scale, log_u_weight(xt, cond) * math.sqrt(cfg.radial_weight))
     x0 = sample_uniform(n, cfg.d, generator=generator, dtype=x1.dtype, device=x1.device)
     if cfg.ot_pairing: x0 = x0[ot_pairing(x0, x1)]
     xt, ut = geodesic_path(x0, x1, t)
