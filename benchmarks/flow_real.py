@@ -6,8 +6,8 @@ the shapes world's default CLIP and flow architecture; `digits`: the MNIST digit
 `capgen demo --world digits` trains and its flow settings) it prints:
 - the embedding dimension, the number of training and held-out embeddings, and the flow's training seconds and
   examples/s; the world's flow is trained twice, as configured and with another share `--compare-center-on-data` of
-  its training caps centred on data points (`FlowConfig.center_on_data`; the default compares caps drawn around
-  data alone), and both are judged on the same caps;
+  its training caps centred on data points (`FlowConfig.center_on_data`; by default half of them), and both are
+  judged on the same caps;
 - per cap: where it is centred (`on` a held-out embedding, or `near` one: drawn uniformly within d_max of it, as
   training draws caps around data), d_max (1 - cos of the angular radius; a cap that holds fewer than
   `--min-points` held-out embeddings is grown until it holds them, and the table marks it), the held-out points in
@@ -271,7 +271,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=32, help="RK4 steps of the sampler")
     p.add_argument("--n-train", type=int, default=30_000, help="shapes: training renders")
     p.add_argument("--n-heldout", type=int, default=10_000, help="shapes: held-out renders")
-    p.add_argument("--compare-center-on-data", dest="compare", type=float, default=0.0,
+    p.add_argument("--compare-center-on-data", dest="compare", type=float, default=0.5,
                    help="also train each world's flow with this share of its training caps centred on data points")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "flow_real.md")

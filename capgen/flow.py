@@ -318,10 +318,10 @@ def caps_on_data(x1: Tensor, d_max: Tensor, share: float, generator: torch.Gener
 
 def flow_batch(cfg: FlowConfig, x1: Tensor, generator: torch.Generator | None = None):
     """A training batch for data `x1 (n, d)`: inputs `(x_t, t, cond)` (no `cond` for unconditional models) and
-    targets `(u_t, scale)`, and with polar paths the radial weights of `log_u_weight` (times √`cfg.radial_weight`). Caps are leak-free: drawn
-    around each data point by `sample_caps_containing`, or for a share `cfg.center_on_data` centred on a data
-    point and paired with another point of the batch inside (`caps_on_data`); the paths are `cfg.path` in caps up
-    to a hemisphere and great circles otherwise."""
+    targets `(u_t, scale)`, and with polar paths the radial weights of `log_u_weight` times √`cfg.radial_weight`.
+    Caps are leak-free: drawn around each data point by `sample_caps_containing`, or for a share
+    `cfg.center_on_data` centred on a data point and paired with another point of the batch inside
+    (`caps_on_data`); the paths are `cfg.path` in caps up to a hemisphere and great circles otherwise."""
     n = x1.shape[0]
     t = sample_times(n, cfg.time_sampling, generator, device=x1.device).to(x1.dtype)
     if cfg.conditional:

@@ -21,13 +21,12 @@ __all__ = ['default_configs', 'default_flow']
 
 # %% ../nbs/08a_shapes_flow.ipynb #8f24bdca
 def default_configs(embedder, **changes) -> tuple[FlowConfig, TrainConfig]:
-    """Architecture (sized to `embedder`, or to an embedding dimension) and training of the shapes-world flow, and
-    of every flow `capgen train flow` trains (half of its training caps centred on data points, `center_on_data`);
+    """Architecture (sized to `embedder`, or to an embedding dimension) and training of the shapes-world flow;
     `changes` go to the `TrainConfig`."""
     d = embedder if isinstance(embedder, int) else int(embedder.embed_images(np.zeros((1, 8, 8, 3), np.uint8)).shape[-1])
     tc = TrainConfig(epochs=20, batch_size=512, lr=3e-3, schedule="warmup_cosine", warmup_pct=0.05, ema_decay=0.999,
                      ckpt_every_minutes=2.0)
-    return FlowConfig(d=d, width=512, depth=4, center_on_data=0.5), replace(tc, **changes)
+    return FlowConfig(d=d, width=512, depth=4), replace(tc, **changes)
 
 
 @trained_default("shapes", "flow")
